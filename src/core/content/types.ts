@@ -1,0 +1,71 @@
+import type { Readable } from 'node:stream';
+
+/** OCI platform, with the spec's JSON field names. */
+export interface Platform {
+  architecture: string;
+  os: string;
+  'os.version'?: string;
+  'os.features'?: string[];
+  variant?: string;
+}
+
+/** OCI content descriptor. */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: Platform;
+}
+
+export interface ContentInfo {
+  digest: string;
+  size: number;
+  /** When the blob was committed (its file's mtime). */
+  createdAt: Date;
+}
+
+/** A byte source for `ensure`: an async iterable of chunks or a Readable (not in object/string mode). */
+export type ContentSource = AsyncIterable<Uint8Array> | Readable;
+
+/** Opens the bytes of a blob; the signal aborts when the ensure is cancelled. */
+export type ContentOpener = (signal: AbortSignal) => Promise<ContentSource>;
+
+export interface EnsureOptions {
+  /** Cancels this caller's ensure; the ingest it led (if any) is removed. */
+  signal?: AbortSignal;
+  /**
+   * Bytes written so far by the download this call is waiting on (its own or
+   * a concurrent caller's for the same digest). Restarts at 0 when a failed
+   * download is retried.
+   */
+  onProgress?: (bytes: number) => void;
+}
+
+export interface ContentStore {
+  /** Size and commit time of a blob; not-found `ERR_CONTENT_NOT_FOUND` if absent. */
+  info(digest: string): Promise<ContentInfo>;
+  has(digest: string): Promise<boolean>;
+  /** Where the blob lives (or would live); the file is read-only once committed. */
+  path(digest: string): string;
+  /** Streams the blob from `start` (default 0); not-found if absent. */
+  readStream(digest: string, opts?: { start?: number }): Promise<Readable>;
+  /**
+   * The whole blob, checked against its digest; for manifests, indexes and
+   * configs. Blobs larger than `maxBytes` (default DEFAULT_READ_ALL_MAX_BYTES)
+   * are refused with resource-exhausted `ERR_CONTENT_TOO_LARGE`.
+   */
+  readAll(digest: string, maxBytes?: number): Promise<Buffer>;
+  /**
+   * Makes sure the blob exists, downloading it through `open` at most once at
+   * a time per digest. A blob whose bytes do not match `desc` never becomes
+   * visible.
+   */
+  ensure(desc: { digest: string; size: number }, open: ContentOpener, opts?: EnsureOptions): Promise<void>;
+  /** Removes a blob; not-found if absent. */
+  delete(digest: string): Promise<void>;
+  /** Every committed blob, in no particular order. */
+  walk(): AsyncIterable<ContentInfo>;
+  /** Disk use of blobs and ingests: allocated bytes and inode count. */
+  usage(): Promise<{ bytes: number; inodes: number }>;
+}
