@@ -92,6 +92,11 @@ describe('content store basics', () => {
     await store.ensure({ digest, size: 100 }, async () => {
       throw new Error('must not be opened');
     });
+    // A descriptor whose size disagrees with the stored blob is refused.
+    await assert.rejects(
+      store.ensure({ digest, size: 99 }, async () => chunks(data)),
+      isBerth('failed-precondition', 'ERR_CONTENT_SIZE_MISMATCH'),
+    );
   });
 
   test('a Readable works as a source, and an empty blob is fine', async () => {

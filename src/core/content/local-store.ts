@@ -71,14 +71,7 @@ export class LocalContentStore implements ContentStore {
   }
 
   async has(digest: string): Promise<boolean> {
-    const path = this.path(digest);
-    try {
-      await stat(path);
-      return true;
-    } catch (err) {
-      if (isErrnoCode(err, 'ENOENT')) return false;
-      throw this.fsError(err, digest, path, 'stat');
-    }
+    return (await this.sizeOf(digest)) !== undefined;
   }
 
   async readStream(digest: string, opts: { start?: number } = {}): Promise<Readable> {
@@ -136,7 +129,12 @@ export class LocalContentStore implements ContentStore {
     for (;;) {
       if (signal?.aborted) throw cancelled(desc.digest, signal.reason);
       if (this.closing.signal.aborted) throw cancelled(desc.digest, this.closing.signal.reason);
-      if (await this.has(desc.digest)) return;
+      const present = await this.sizeOf(desc.digest);
+      if (present !== undefined) {
+        // The digest fixes the size, so a differing one is a lying descriptor.
+        if (present !== desc.size) throw sizeMismatch(desc.digest, desc.size, `${present} (stored)`);
+        return;
+      }
       const running = this.inflight.get(hex);
       if (running) {
         // Someone else is downloading it. Whatever happens to their attempt
@@ -196,6 +194,17 @@ export class LocalContentStore implements ContentStore {
     await addUsage(join(this.root, 'blobs'), total);
     await addUsage(this.ingestDir, total);
     return total;
+  }
+
+  /** The size of a committed blob, undefined if there is none. */
+  private async sizeOf(digest: string): Promise<number | undefined> {
+    const path = this.path(digest);
+    try {
+      return (await stat(path)).size;
+    } catch (err) {
+      if (isErrnoCode(err, 'ENOENT')) return undefined;
+      throw this.fsError(err, digest, path, 'stat');
+    }
   }
 
   /** Aborts running downloads and waits until their ingests are removed. */
