@@ -9,5 +9,5 @@ rm -rf "$out" && mkdir -p "$out"
 protoc \
   --plugin=protoc-gen-ts_proto=node_modules/.bin/protoc-gen-ts_proto \
   --ts_proto_out="$out" \
-  --ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,forceLong=bigint,importSuffix=.js,useOptionals=messages,oneof=unions-value,outputClientImpl=false,useDate=false \
+  --ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,forceLong=bigint,importSuffix=.js,useOptionals=messages,oneof=unions-value,useDate=false \
   -I proto/cri-api proto/cri-api/api.proto
