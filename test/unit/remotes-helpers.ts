@@ -2,7 +2,9 @@
 // way networks do (503s, a connection cut mid-blob), a server that accepts and never answers, and hosts.toml
 // directories. Every server listens on 127.0.0.1 only and is closed by its stop().
 
-import { mkdir, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createPrivateKey, randomBytes, sign, X509Certificate } from 'node:crypto';
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -142,4 +144,204 @@ export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Registries the fixture does not offer (client-certificate TLS, token auth): docker-registry started on an
+// existing storage dir (one the fixture registry filled), plus the PKI and token server they need.
+
+export interface Pki {
+  dir: string;
+  caCrt: string;
+  serverCrt: string;
+  serverKey: string;
+  clientCrt: string;
+  clientKey: string;
+  /** Signs registry tokens; issued by the CA without an extended key usage. */
+  tokenCrt: string;
+  tokenKey: string;
+}
+
+function openssl(args: string[], cwd: string): void {
+  const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.error?.message ?? r.stderr}`);
+}
+
+/** A P-256 CA with a server cert (127.0.0.1, localhost), a client cert and a token-signing cert. */
+export async function makePki(dir: string): Promise<Pki> {
+  await mkdir(dir, { recursive: true });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=berth remotes test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  const leaf = async (name: string, ext: string[]): Promise<void> => {
+    openssl(['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=berth-${name}`], dir);
+    await writeFile(path.join(dir, `${name}.ext`), ['basicConstraints=critical,CA:FALSE', ...ext, ''].join('\n'));
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`,
+      '-days', '2', '-sha256', '-extfile', `${name}.ext`], dir);
+  };
+  await leaf('server', ['keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth', 'subjectAltName=IP:127.0.0.1,DNS:localhost']);
+  await leaf('client', ['keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth']);
+  await leaf('token', ['keyUsage=critical,digitalSignature']);
+  const p = (f: string) => path.join(dir, f);
+  return { dir, caCrt: p('ca.crt'), serverCrt: p('server.crt'), serverKey: p('server.key'), clientCrt: p('client.crt'), clientKey: p('client.key'), tokenCrt: p('token.crt'), tokenKey: p('token.key') };
+}
+
+export interface CustomRegistryOptions {
+  /** Storage root to serve (e.g. `<fixture registry dir>/storage`). */
+  storage: string;
+  /** Private dir for config and log. */
+  dir: string;
+  tls?: { cert: string; key: string; clientCa?: string };
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+}
+
+const liveRegistries = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of liveRegistries) c.kill('SIGKILL');
+});
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const host = await listen(s);
+  await new Promise((r) => s.close(r));
+  return Number(host.split(':')[1]);
+}
+
+/** Starts docker-registry on 127.0.0.1 over `storage` and waits until /v2/ answers. */
+export async function startCustomRegistry(o: CustomRegistryOptions): Promise<Stoppable> {
+  const q = (s: string) => JSON.stringify(s);
+  const port = await freePort();
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${q(o.storage)}`,
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    'http:',
+    `  addr: ${q(`127.0.0.1:${port}`)}`,
+  ];
+  if (o.tls) {
+    lines.push('  tls:', `    certificate: ${q(o.tls.cert)}`, `    key: ${q(o.tls.key)}`);
+    if (o.tls.clientCa) lines.push('    clientcas:', `      - ${q(o.tls.clientCa)}`);
+  }
+  if (o.token) {
+    lines.push('auth:', '  token:', `    realm: ${q(o.token.realm)}`, `    service: ${q(o.token.service)}`, `    issuer: ${q(o.token.issuer)}`, `    rootcertbundle: ${q(o.token.rootCertBundle)}`);
+  }
+  await mkdir(o.dir, { recursive: true });
+  const config = path.join(o.dir, 'config.yml');
+  const log = path.join(o.dir, 'registry.log');
+  await writeFile(config, lines.join('\n') + '\n');
+  const out = await open(log, 'a');
+  const child = spawn('docker-registry', ['serve', config], {
+    stdio: ['ignore', out.fd, out.fd],
+    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: o.dir },
+  });
+  await out.close();
+  liveRegistries.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (!liveRegistries.delete(child)) return;
+    child.kill('SIGTERM');
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(kill);
+  };
+  const host = `127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && child.exitCode === null) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (up) return { host, url: `${o.tls ? 'https' : 'http'}://${host}`, stop };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await stop();
+  throw new Error(`docker-registry did not start on ${host}: ${await readFile(log, 'utf8').catch(() => '')}`);
+}
+
+export interface TokenServerOptions {
+  pki: Pki;
+  service: string;
+  issuer: string;
+  /** username → password for Basic-authenticated token requests. */
+  users: Record<string, string>;
+  /** refresh token → username, for OAuth2 refresh_token grants (POST). */
+  refreshTokens: Record<string, string>;
+  /** Grant pull to anonymous requests. */
+  anonymousPull: boolean;
+}
+
+export interface TokenServer extends Stoppable {
+  realm: string;
+  /** One entry per token request: "GET user=<name|anonymous> scope=<...>" or "POST refresh=<name|bad>". */
+  log: string[];
+  /** A token for `subject` granting `actions` on repository `name`, as the server would issue. */
+  mint(subject: string, name: string, actions: string[]): string;
+}
+
+const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
+
+/** A Docker token-auth server (JWT ES256 with x5c) on loopback, for docker-registry's `auth.token`. */
+export async function startTokenServer(o: TokenServerOptions): Promise<TokenServer> {
+  const key = createPrivateKey(await readFile(o.pki.tokenKey));
+  const certDer = new X509Certificate(await readFile(o.pki.tokenCrt)).raw;
+  const log: string[] = [];
+  const mint = (subject: string, name: string, actions: string[]): string => {
+    const now = Math.floor(Date.now() / 1000);
+    const header = { typ: 'JWT', alg: 'ES256', x5c: [certDer.toString('base64')] };
+    const claims = { iss: o.issuer, sub: subject, aud: o.service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access: actions.length > 0 ? [{ type: 'repository', name, actions }] : [] };
+    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+    return `${input}.${b64url(sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }))}`;
+  };
+  // "repository:a/b:pull,push" scopes → one grant (the tests use one repository at a time).
+  const grant = (subject: string, scopes: string[], allowed: boolean): string => {
+    const first = scopes.map((s) => /^repository:(.+):([a-z,]+)$/.exec(s)).find((m) => m !== null);
+    return mint(subject, first?.[1] ?? '', allowed && first ? ['pull'] : []);
+  };
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const reply = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (url.pathname !== '/token') return reply(404, {});
+    if (req.method === 'GET') {
+      const scopes = url.searchParams.getAll('scope');
+      const auth = req.headers['authorization'];
+      if (auth === undefined) {
+        log.push(`GET user=anonymous scope=${scopes.join(' ')}`);
+        return reply(200, { token: grant('', scopes, o.anonymousPull), expires_in: 300, issued_at: new Date().toISOString() });
+      }
+      const [user, ...rest] = Buffer.from(auth.replace(/^Basic /, ''), 'base64').toString('utf8').split(':');
+      log.push(`GET user=${user ?? ''} scope=${scopes.join(' ')}`);
+      if (user === undefined || o.users[user] !== rest.join(':')) return reply(401, { details: 'incorrect username or password' });
+      return reply(200, { token: grant(user, scopes, true), expires_in: 300, issued_at: new Date().toISOString() });
+    }
+    if (req.method === 'POST') {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        const form = new URLSearchParams(body);
+        const user = o.refreshTokens[form.get('refresh_token') ?? ''];
+        log.push(`POST refresh=${user ?? 'bad'} grant=${form.get('grant_type')} service=${form.get('service')} scope=${form.get('scope')}`);
+        if (form.get('grant_type') !== 'refresh_token' || user === undefined) return reply(401, { error: 'invalid_grant' });
+        reply(200, { access_token: grant(user, (form.get('scope') ?? '').split(' '), true), expires_in: 300, scope: form.get('scope') });
+      });
+      return;
+    }
+    reply(405, {});
+  });
+  const sockets = track(server);
+  const host = await listen(server);
+  return { host, url: `http://${host}`, realm: `http://${host}/token`, log, mint, stop: () => closeServer(server, sockets) };
 }

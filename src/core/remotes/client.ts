@@ -256,7 +256,10 @@ export class Repository {
   /** A BerthError for a non-2xx answer; consumes the body. */
   async #statusError(res: HttpResponse, ep: RegistryEndpoint, what: string, notFoundCode: string): Promise<BerthError> {
     const answer = describeErrorBody(await bodyExcerpt(res.body));
-    const said = `${endpointOrigin(ep)} answered ${statusText(res.status)}${answer ? `: ${answer}` : ''}`;
+    let said = `${endpointOrigin(ep)} answered ${statusText(res.status)}${answer ? `: ${answer}` : ''}`;
+    if (ep.scheme === 'http' && res.status === 400 && /HTTP request to an HTTPS server/i.test(answer)) {
+      said += `; the registry speaks HTTPS: set server = "https://${ep.host}" (with its ca) in the hosts.toml for ${ep.registry}`;
+    }
     const context = { registry: ep.registry, endpoint: endpointOrigin(ep), status: res.status };
     if (res.status === 404) return new BerthError('not-found', notFoundCode, `${what}: not found (${said})`, { context });
     const { kind, code } = statusKind(res.status);

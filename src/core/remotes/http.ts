@@ -120,7 +120,8 @@ export function networkError(err: unknown, ep: RegistryEndpoint, what: string, s
   const context = { registry: ep.registry, endpoint: origin, transient: isTransient(err) };
   const tls = codes.find((c) => TLS_CODE.test(c));
   if (tls !== undefined && ep.scheme === 'https') {
-    const msg = deepestMessage(err);
+    // Node appends advice about its own flags; the hint below is the one that applies here.
+    const msg = deepestMessage(err).replace(/; if the root CA is installed locally.*$/s, '');
     const wrongProtocol = /wrong version number|packet length too long|http request/i.test(msg);
     const hint = wrongProtocol
       ? `the server may speak plain HTTP: set server = "http://${ep.host}" in its hosts.toml`
