@@ -1,0 +1,501 @@
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  constants,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  type Stats,
+} from 'node:fs';
+import { copyFile, open } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { BerthError, isErrnoCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import { getXattr, isPlainXattrName, mknod, setXattrs } from './fs-tools.js';
+import type { TarHeader } from './tar-reader.js';
+import type { ApplyTarget } from './target.js';
+
+const WHITEOUT_PREFIX = '.wh.';
+const WHITEOUT_META_PREFIX = '.wh..wh.';
+const WHITEOUT_OPAQUE = '.wh..wh..opq';
+const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
+/** Xattrs that steer overlayfs itself; a layer must not smuggle them in. */
+const OVERLAY_XATTR_PREFIXES = ['trusted.overlay.', 'user.overlay.'];
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+export function unsafePath(message: string, name: string): BerthError {
+  return new BerthError('invalid-argument', 'ERR_LAYER_UNSAFE_PATH', `layer entry ${JSON.stringify(name)}: ${message}`, {
+    context: { entry: name },
+  });
+}
+
+/**
+ * A tar path as a clean relative path (`a/b`, `''` for the root): leading
+ * slashes and `.` are dropped, `..` is resolved lexically and refused if it
+ * would climb above the root.
+ */
+export function cleanPath(name: string): string {
+  const parts: string[] = [];
+  for (const seg of name.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') {
+      if (parts.length === 0) throw unsafePath('climbs out of the layer root', name);
+      parts.pop();
+    } else {
+      parts.push(seg);
+    }
+  }
+  return parts.join('/');
+}
+
+function isWhiteoutDevice(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+function ancestors(rel: string): string[] {
+  const out: string[] = [];
+  for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) out.push(rel.slice(0, i));
+  return out;
+}
+
+function isUnder(rel: string, dir: string): boolean {
+  return dir === '' || rel === dir || rel.startsWith(`${dir}/`);
+}
+
+interface Times {
+  atime: number;
+  mtime: number;
+}
+
+/**
+ * Writes the entries of one layer into a directory, never outside it.
+ *
+ * Paths: every parent component is checked with lstat (and remembered) to be
+ * a real directory, never a symlink, before anything is created in it;
+ * missing parents are created. The last component is created with calls
+ * that do not follow symlinks (open O_EXCL|O_NOFOLLOW, mkdir, symlink, link,
+ * mknod), after removing whatever was there. Hardlink targets are resolved
+ * the same way and must be non-directories inside the target.
+ *
+ * Overlay targets (writing an upper dir): `.wh.NAME` becomes a 0/0 char
+ * device NAME (hardlinks of one device made per layer), `.wh..wh..opq` the
+ * xattr `trusted.overlay.opaque=y` on its dir. A parent that exists only in a
+ * lower dir is created with the lower dir's owner, mode and times, as
+ * overlayfs' copy-up would; a hardlink to a file only in a lower dir copies
+ * that file up first. Plain targets (a bind mount's dir): whiteouts delete.
+ * Either way, whiteouts only act on what lower layers put there: what this
+ * layer itself wrote stays (OCI image-spec, layer.md).
+ *
+ * Directory times, xattrs and opaque markers are applied by `finish()`, after
+ * everything else, so later entries do not disturb them.
+ */
+export class LayerWriter {
+  private readonly root: string;
+  private readonly lowers: readonly string[];
+  private readonly overlay: boolean;
+  private readonly log: Logger;
+  /** Relative paths checked or made to be real directories (not symlinks). */
+  private readonly knownDirs = new Set<string>(['']);
+  /** Paths this layer created, with their ancestors. */
+  private readonly written = new Set<string>();
+  /** Overlay: dirs this layer made opaque, and paths it whited out. */
+  private readonly opaqueDirs = new Set<string>();
+  private readonly whiteouts = new Set<string>();
+  private readonly dirTimes = new Map<string, Times>();
+  private readonly xattrs = new Map<string, Map<string, Buffer>>();
+  /** Overlay: the 0/0 device every whiteout of this layer is a hardlink of. */
+  private template: string | undefined;
+  private readonly templateName = `.berth-whiteout-${randomBytes(8).toString('hex')}`;
+  private lossyNames = 0;
+
+  constructor(target: ApplyTarget, log: Logger) {
+    this.root = target.root;
+    this.lowers = target.lowers;
+    this.overlay = target.overlay;
+    this.log = log;
+  }
+
+  private abs(rel: string): string {
+    return rel === '' ? this.root : join(this.root, rel);
+  }
+
+  /** Applies one entry; `body` is its content (regular files). */
+  async entry(h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
+    const rel = cleanPath(h.name);
+    if (rel === '') return; // the root dir itself belongs to the snapshot
+    if (rel.includes('\uFFFD') && this.lossyNames++ < 5) {
+      this.log.warn({ entry: rel }, 'layer entry name is not valid UTF-8; written with replacement characters');
+    }
+    const base = posix.basename(rel);
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
+      if (base === WHITEOUT_OPAQUE) await this.opaque(parent, h.name);
+      else if (base.startsWith(WHITEOUT_META_PREFIX)) this.log.debug({ entry: rel }, 'ignoring whiteout metadata entry');
+      else {
+        const victim = base.slice(WHITEOUT_PREFIX.length);
+        if (victim === '.' || victim === '..') throw unsafePath('whiteout of a parent directory', h.name);
+        await this.whiteout(parent === '' ? victim : `${parent}/${victim}`, h.name);
+      }
+      return;
+    }
+    if (base === this.templateName) throw unsafePath('reserved name', h.name);
+
+    await this.ensureParents(rel, h.name, true);
+    const abs = this.abs(rel);
+
+    if (h.type === 'hardlink') {
+      const target = cleanPath(h.linkname);
+      if (target === '' || target === rel) throw unsafePath(`hardlink to ${JSON.stringify(h.linkname)}`, h.name);
+      const targetAbs = await this.hardlinkTarget(target, h);
+      this.replace(rel, undefined);
+      linkSync(targetAbs, abs);
+      this.markWritten(rel);
+      return;
+    }
+
+    const wasWhiteout = this.whiteouts.has(rel);
+    const existing = this.replace(rel, h.type === 'dir' ? 'keep-dir' : undefined);
+    switch (h.type) {
+      case 'dir': {
+        if (existing === undefined) mkdirSync(abs, { mode: 0o700 });
+        this.knownDirs.add(rel);
+        lchownSync(abs, h.uid, h.gid);
+        chmodSync(abs, h.mode);
+        this.dirTimes.set(rel, times(h));
+        // A dir made where this layer put a whiteout must hide what is below.
+        if (wasWhiteout) this.markOpaque(rel);
+        break;
+      }
+      case 'file':
+        await this.writeFile(abs, h, body);
+        break;
+      case 'symlink': {
+        symlinkSync(h.linkname, abs);
+        lchownSync(abs, h.uid, h.gid);
+        const t = times(h);
+        lutimesSync(abs, t.atime, t.mtime);
+        break;
+      }
+      case 'char':
+      case 'block':
+      case 'fifo': {
+        await mknod(abs, h.type, 0o600, h.devmajor, h.devminor);
+        lchownSync(abs, h.uid, h.gid);
+        chmodSync(abs, h.mode);
+        const t = times(h);
+        utimesSync(abs, t.atime, t.mtime);
+        break;
+      }
+    }
+    this.whiteouts.delete(rel);
+    this.markWritten(rel);
+    this.queueXattrs(rel, h);
+  }
+
+  private async writeFile(abs: string, h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
+    const fh = await open(abs, WRITE_FLAGS, 0o600);
+    try {
+      for await (const chunk of body) {
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+          off += bytesWritten;
+        }
+      }
+      // chown first: it clears setuid/setgid, which chmod then sets.
+      await fh.chown(h.uid, h.gid);
+      await fh.chmod(h.mode);
+      const t = times(h);
+      await fh.utimes(t.atime, t.mtime);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * Makes sure every parent of `rel` is a real directory. Missing ones are
+   * created (`create`) or reported by returning false. Symlinks, and
+   * non-directories, in the way are refused.
+   */
+  private async ensureParents(rel: string, name: string, create: boolean): Promise<boolean> {
+    for (const dir of ancestors(rel)) {
+      if (this.knownDirs.has(dir)) continue;
+      const abs = this.abs(dir);
+      const st = lstatOrUndefined(abs);
+      if (st === undefined) {
+        if (!create) return false;
+        await this.createImplicitDir(dir, name);
+      } else if (st.isSymbolicLink()) {
+        throw unsafePath(`parent ${JSON.stringify(dir)} is a symlink`, name);
+      } else if (!st.isDirectory()) {
+        throw new BerthError('invalid-argument', 'ERR_LAYER_INVALID', `layer entry ${JSON.stringify(name)}: parent ${JSON.stringify(dir)} is not a directory`, {
+          context: { entry: name },
+        });
+      }
+      this.knownDirs.add(dir);
+    }
+    return true;
+  }
+
+  /**
+   * A parent the layer has no entry for: made like the lower dir's, else
+   * root-owned 0755. A lower symlink there is refused like one in the
+   * target (following it is what a hostile layer pair would want).
+   */
+  private async createImplicitDir(rel: string, name: string): Promise<void> {
+    const abs = this.abs(rel);
+    const lower = await this.lowerEntry(rel);
+    if (lower?.st.isSymbolicLink() === true) throw unsafePath(`parent ${JSON.stringify(rel)} is a symlink in a lower layer`, name);
+    if (lower !== undefined && !lower.st.isDirectory()) {
+      throw new BerthError('invalid-argument', 'ERR_LAYER_INVALID', `layer entry ${JSON.stringify(name)}: parent ${JSON.stringify(rel)} is not a directory in a lower layer`, {
+        context: { entry: name },
+      });
+    }
+    mkdirSync(abs, { mode: 0o700 });
+    if (lower !== undefined) {
+      lchownSync(abs, lower.st.uid, lower.st.gid);
+      chmodSync(abs, lower.st.mode & 0o7777);
+      this.dirTimes.set(rel, { atime: lower.st.atimeMs / 1000, mtime: lower.st.mtimeMs / 1000 });
+    } else {
+      chmodSync(abs, 0o755);
+    }
+  }
+
+  /**
+   * Clears `rel` for a new entry: removes what is there, unless it is a dir
+   * and `keep-dir` (a dir entry over a dir only updates its metadata).
+   * Returns what stays.
+   */
+  private replace(rel: string, mode: 'keep-dir' | undefined): Stats | undefined {
+    const st = lstatOrUndefined(this.abs(rel));
+    if (st === undefined) return undefined;
+    if (mode === 'keep-dir' && st.isDirectory()) return st;
+    this.removePath(rel, st);
+    return undefined;
+  }
+
+  private removePath(rel: string, st: Stats): void {
+    const abs = this.abs(rel);
+    if (st.isDirectory()) rmSync(abs, { recursive: true, force: true });
+    else unlinkSync(abs);
+    for (const set of [this.knownDirs, this.written, this.opaqueDirs, this.whiteouts]) {
+      for (const p of set) if (p !== '' && isUnder(p, rel)) set.delete(p);
+    }
+    for (const map of [this.dirTimes, this.xattrs]) {
+      for (const p of map.keys()) if (isUnder(p, rel)) map.delete(p);
+    }
+  }
+
+  private markWritten(rel: string): void {
+    this.written.add(rel);
+    for (const dir of ancestors(rel)) this.written.add(dir);
+  }
+
+  /**
+   * Makes sure the parents of `rel` exist to hold a whiteout marker. On
+   * overlay a parent only a lower dir has is created (copied up); false when
+   * there is nothing to hide: no such dir in the target nor, on overlay, in
+   * the lower dirs.
+   */
+  private async parentsForMarker(rel: string, name: string): Promise<boolean> {
+    if (await this.ensureParents(rel, name, false)) return true;
+    if (!this.overlay) return false;
+    const parent = posix.dirname(rel);
+    const lower = await this.lowerEntry(parent);
+    if (lower === undefined || !lower.st.isDirectory()) return false;
+    return this.ensureParents(rel, name, true);
+  }
+
+  /** `.wh.NAME`: hides NAME of the lower layers. */
+  private async whiteout(rel: string, name: string): Promise<void> {
+    if (this.written.has(rel)) {
+      this.log.debug({ entry: name }, 'whiteout of a path this layer wrote: ignored');
+      return;
+    }
+    if (!(await this.parentsForMarker(rel, name))) return;
+    const st = lstatOrUndefined(this.abs(rel));
+    if (st !== undefined) this.removePath(rel, st);
+    if (!this.overlay) return;
+    if (this.template === undefined) {
+      const template = this.abs(this.templateName);
+      await mknod(template, 'char', 0, 0, 0);
+      this.template = template;
+    }
+    linkSync(this.template, this.abs(rel));
+    this.whiteouts.add(rel);
+  }
+
+  /** `.wh..wh..opq` in `dir`: hides everything lower layers have under it. */
+  private async opaque(dir: string, name: string): Promise<void> {
+    const marker = dir === '' ? this.templateName : `${dir}/${this.templateName}`;
+    if (!(await this.parentsForMarker(marker, name))) return;
+    this.removeUnwritten(dir);
+    if (this.overlay) this.markOpaque(dir);
+  }
+
+  private markOpaque(dir: string): void {
+    this.opaqueDirs.add(dir);
+    let attrs = this.xattrs.get(dir);
+    if (attrs === undefined) this.xattrs.set(dir, (attrs = new Map()));
+    attrs.set(OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+  }
+
+  /** Deletes what is under `dir` that this layer did not write. */
+  private removeUnwritten(dir: string): void {
+    const abs = this.abs(dir);
+    for (const child of readdirSync(abs)) {
+      const rel = dir === '' ? child : `${dir}/${child}`;
+      if (rel === this.templateName) continue;
+      const st = lstatSync(join(abs, child));
+      if (!this.written.has(rel)) this.removePath(rel, st);
+      else if (st.isDirectory()) this.removeUnwritten(rel);
+    }
+  }
+
+  /**
+   * The host path of a hardlink's target: inside the target dir, parents
+   * real directories, itself not a directory. On overlay, a file only a
+   * lower dir has is copied up first.
+   */
+  private async hardlinkTarget(target: string, h: TarHeader): Promise<string> {
+    const abs = this.abs(target);
+    const st = (await this.ensureParents(target, h.name, false)) ? lstatOrUndefined(abs) : undefined;
+    if (st !== undefined) {
+      if (st.isDirectory()) throw unsafePath(`hardlink to directory ${JSON.stringify(h.linkname)}`, h.name);
+      if (this.overlay && isWhiteoutDevice(st)) throw missingTarget(h);
+      return abs;
+    }
+    const lower = this.overlay ? await this.lowerEntry(target) : undefined;
+    if (lower === undefined || !lower.st.isFile()) throw missingTarget(h);
+    await this.ensureParents(target, h.name, true);
+    await copyFile(lower.path, abs, constants.COPYFILE_EXCL);
+    lchownSync(abs, lower.st.uid, lower.st.gid);
+    chmodSync(abs, lower.st.mode & 0o7777);
+    utimesSync(abs, lower.st.atimeMs / 1000, lower.st.mtimeMs / 1000);
+    this.log.debug({ entry: h.name, target }, 'copied a lower file up for a hardlink');
+    return abs;
+  }
+
+  /**
+   * What the lower dirs show at `rel` (overlay semantics: the nearest lower
+   * that has it; whiteouts, non-dirs and opaque dirs on the way hide the
+   * ones below), walking each with lstat so no symlink is followed.
+   * Undefined if nothing, or if this layer hid it.
+   */
+  private async lowerEntry(rel: string): Promise<{ path: string; st: Stats } | undefined> {
+    for (const dir of [...ancestors(rel), rel]) {
+      if (this.opaqueDirs.has(dir) && dir !== rel) return undefined;
+      if (this.whiteouts.has(dir)) return undefined;
+    }
+    if (this.opaqueDirs.has('') && rel !== '') return undefined;
+    const parts = rel.split('/');
+    for (const lower of this.lowers) {
+      let path = lower;
+      let opaqueOnTheWay = false;
+      let found: Stats | undefined;
+      for (let i = 0; i < parts.length; i++) {
+        path = join(path, parts[i]!);
+        const st = lstatOrUndefined(path);
+        if (st === undefined) break;
+        if (isWhiteoutDevice(st)) return undefined;
+        if (i === parts.length - 1) {
+          found = st;
+          break;
+        }
+        if (!st.isDirectory()) return undefined;
+        if ((await getXattr(path, OVERLAY_OPAQUE_XATTR))?.toString() === 'y') opaqueOnTheWay = true;
+      }
+      if (found !== undefined) return { path, st: found };
+      if (opaqueOnTheWay) return undefined;
+    }
+    return undefined;
+  }
+
+  private queueXattrs(rel: string, h: TarHeader): void {
+    if (h.xattrs.size === 0) return;
+    let attrs = this.xattrs.get(rel);
+    for (const [name, value] of h.xattrs) {
+      if (OVERLAY_XATTR_PREFIXES.some((p) => name.startsWith(p))) {
+        this.log.warn({ entry: h.name, xattr: name }, 'dropping an overlayfs xattr from a layer');
+        continue;
+      }
+      if (!isPlainXattrName(name)) {
+        this.log.warn({ entry: h.name, xattr: name }, 'dropping an xattr with an unusable name');
+        continue;
+      }
+      if (attrs === undefined) this.xattrs.set(rel, (attrs = new Map()));
+      attrs.set(name, value);
+    }
+  }
+
+  /** Applies what was deferred: whiteout template removal, xattrs, directory times. */
+  async finish(): Promise<void> {
+    this.removeTemplate();
+    const required = new Map<string, Map<string, Buffer>>();
+    const optional = new Map<string, Map<string, Buffer>>();
+    for (const [rel, attrs] of this.xattrs) {
+      for (const [name, value] of attrs) {
+        const into = name === OVERLAY_OPAQUE_XATTR ? required : optional;
+        let m = into.get(this.abs(rel));
+        if (m === undefined) into.set(this.abs(rel), (m = new Map()));
+        m.set(name, value);
+      }
+    }
+    const failedRequired = await setXattrs(required);
+    if (failedRequired.length > 0) {
+      throw new BerthError('internal', 'ERR_DIFF_XATTR', `cannot mark opaque directories: ${failedRequired.map((f) => f.message).join('; ')}`, {
+        context: { root: this.root },
+      });
+    }
+    const failed = await setXattrs(optional);
+    const fatal = failed.filter((f) => !f.notSupported);
+    if (fatal.length > 0) {
+      throw new BerthError('internal', 'ERR_DIFF_XATTR', `cannot set xattrs: ${fatal.map((f) => f.message).join('; ')}`, {
+        context: { root: this.root },
+      });
+    }
+    for (const f of failed) this.log.warn({ error: f.message }, 'xattr not supported here; skipped');
+    for (const [rel, t] of this.dirTimes) utimesSync(this.abs(rel), t.atime, t.mtime);
+  }
+
+  /** Removes the whiteout template after a failure (the rest is the snapshot owner's to discard). */
+  abort(): void {
+    this.removeTemplate();
+  }
+
+  private removeTemplate(): void {
+    if (this.template === undefined) return;
+    try {
+      unlinkSync(this.template);
+    } catch (err) {
+      if (!isErrnoCode(err, 'ENOENT')) throw err;
+    }
+    this.template = undefined;
+  }
+}
+
+function times(h: TarHeader): Times {
+  return { atime: h.atime ?? h.mtime, mtime: h.mtime };
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if (isErrnoCode(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+function missingTarget(h: TarHeader): BerthError {
+  return new BerthError('invalid-argument', 'ERR_LAYER_HARDLINK', `layer entry ${JSON.stringify(h.name)}: hardlink target ${JSON.stringify(h.linkname)} does not exist`, {
+    context: { entry: h.name, linkname: h.linkname },
+  });
+}
