@@ -277,8 +277,8 @@ export interface TokenServerOptions {
   users: Record<string, string>;
   /** refresh token → username, for OAuth2 refresh_token grants (POST). */
   refreshTokens: Record<string, string>;
-  /** Grant pull to anonymous requests. */
-  anonymousPull: boolean;
+  /** Repositories anonymous requests may pull. */
+  anonymousPull: (repository: string) => boolean;
 }
 
 export interface TokenServer extends Stoppable {
@@ -303,10 +303,10 @@ export async function startTokenServer(o: TokenServerOptions): Promise<TokenServ
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     return `${input}.${b64url(sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }))}`;
   };
-  // "repository:a/b:pull,push" scopes → one grant (the tests use one repository at a time).
-  const grant = (subject: string, scopes: string[], allowed: boolean): string => {
-    const first = scopes.map((s) => /^repository:(.+):([a-z,]+)$/.exec(s)).find((m) => m !== null);
-    return mint(subject, first?.[1] ?? '', allowed && first ? ['pull'] : []);
+  // "repository:a/b:pull,push" scopes → one pull grant (the tests use one repository at a time).
+  const grant = (subject: string, scopes: string[]): string => {
+    const repo = scopes.map((s) => /^repository:(.+):([a-z,]+)$/.exec(s)?.[1]).find((r) => r !== undefined) ?? '';
+    return mint(subject, repo, subject !== '' || o.anonymousPull(repo) ? ['pull'] : []);
   };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -320,12 +320,12 @@ export async function startTokenServer(o: TokenServerOptions): Promise<TokenServ
       const auth = req.headers['authorization'];
       if (auth === undefined) {
         log.push(`GET user=anonymous scope=${scopes.join(' ')}`);
-        return reply(200, { token: grant('', scopes, o.anonymousPull), expires_in: 300, issued_at: new Date().toISOString() });
+        return reply(200, { token: grant('', scopes), expires_in: 300, issued_at: new Date().toISOString() });
       }
       const [user, ...rest] = Buffer.from(auth.replace(/^Basic /, ''), 'base64').toString('utf8').split(':');
       log.push(`GET user=${user ?? ''} scope=${scopes.join(' ')}`);
       if (user === undefined || o.users[user] !== rest.join(':')) return reply(401, { details: 'incorrect username or password' });
-      return reply(200, { token: grant(user, scopes, true), expires_in: 300, issued_at: new Date().toISOString() });
+      return reply(200, { token: grant(user, scopes), expires_in: 300, issued_at: new Date().toISOString() });
     }
     if (req.method === 'POST') {
       let body = '';
@@ -335,7 +335,7 @@ export async function startTokenServer(o: TokenServerOptions): Promise<TokenServ
         const user = o.refreshTokens[form.get('refresh_token') ?? ''];
         log.push(`POST refresh=${user ?? 'bad'} grant=${form.get('grant_type')} service=${form.get('service')} scope=${form.get('scope')}`);
         if (form.get('grant_type') !== 'refresh_token' || user === undefined) return reply(401, { error: 'invalid_grant' });
-        reply(200, { access_token: grant(user, (form.get('scope') ?? '').split(' '), true), expires_in: 300, scope: form.get('scope') });
+        reply(200, { access_token: grant(user, (form.get('scope') ?? '').split(' ')), expires_in: 300, scope: form.get('scope') });
       });
       return;
     }

@@ -150,9 +150,11 @@ export class Authorizer {
     }
     if (realmUrl.protocol !== 'https:' && realmUrl.protocol !== 'http:') throw unauthorized(ep, `Bearer realm "${realm}" is not http(s)`);
     const service = ch.params['service'];
-    // The scope we need plus whatever the registry named in the challenge.
+    // The scope we need, plus what the registry named when this challenge
+    // answers the request at hand (a remembered challenge's scope belonged
+    // to an earlier request).
     const scopes = new Set([scope]);
-    for (const s of (ch.params['scope'] ?? '').split(' ')) if (s !== '') scopes.add(s);
+    if (fresh) for (const s of (ch.params['scope'] ?? '').split(' ')) if (s !== '') scopes.add(s);
     const scopeList = [...scopes].sort();
     const key = JSON.stringify([realm, service ?? '', scopeList, credentialKey(creds)]);
 
