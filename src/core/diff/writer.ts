@@ -140,7 +140,7 @@ export class LayerWriter {
       else if (base.startsWith(WHITEOUT_META_PREFIX)) this.log.debug({ entry: rel }, 'ignoring whiteout metadata entry');
       else {
         const victim = base.slice(WHITEOUT_PREFIX.length);
-        if (victim === '.' || victim === '..') throw unsafePath('whiteout of a parent directory', h.name);
+        if (victim === '' || victim === '.' || victim === '..') throw unsafePath('whiteout of its own or a parent directory', h.name);
         await this.whiteout(parent === '' ? victim : `${parent}/${victim}`, h.name);
       }
       return;
