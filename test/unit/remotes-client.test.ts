@@ -336,6 +336,28 @@ describe('deadlines and cancellation', () => {
     assert.ok(seen < layer.size);
   });
 
+  test('closing a blob stream early drops a stalled connection at once', async () => {
+    const layer = big.layers[0];
+    assert.ok(layer);
+    const proxy = await startFaultyProxy(reg.url, { stallBlobAfter: 100_000 });
+    try {
+      const hosts = new RegistryHosts({ configs: { [reg.host]: { mirrors: [], server: { url: proxy.url } } } });
+      // Long body timeout: only closing the stream can end the stalled response in time.
+      const stream = await client({ hosts, bodyTimeoutMs: 60_000 }).repository(`${reg.host}/test/big:v1`).fetchBlob({ mediaType: 'x', digest: layer.digest, size: layer.size });
+      let seen = 0;
+      for await (const c of stream) {
+        seen += (c as Buffer).length;
+        if (seen >= 100_000) break; // for-await's break destroys the stream
+      }
+      const deadline = Date.now() + 3000;
+      while (proxy.abandoned === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(proxy.abandoned, 1);
+      assert.equal(proxy.blobRanges.length, 1, 'no resume after the consumer closed');
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('an already aborted signal fails before any request', async () => {
     const ac = new AbortController();
     ac.abort();

@@ -46,6 +46,8 @@ export interface FaultyProxyOptions {
   fail503Blobs?: number;
   /** Cut the connection of the first full blob GET after this many body bytes. */
   cutBlobAfter?: number;
+  /** Send this many body bytes of the first full blob GET, then nothing more (the connection stays open). */
+  stallBlobAfter?: number;
   /** Answer every request whose path contains this with 404 (a mirror that lacks the image). */
   notFound?: string;
 }
@@ -55,13 +57,17 @@ export interface FaultyProxy extends Stoppable {
   requests: string[];
   /** Range headers of blob requests, in order ('' when none). */
   blobRanges: string[];
+  /** Responses whose client went away before they ended. */
+  abandoned: number;
 }
 
 /** An HTTP forwarder to `upstream` (http://host:port) that injects the failures asked for. */
 export async function startFaultyProxy(upstream: string, o: FaultyProxyOptions = {}): Promise<FaultyProxy> {
   let fail503 = o.fail503Blobs ?? 0;
   let cut = o.cutBlobAfter;
+  let stall = o.stallBlobAfter;
   const requests: string[] = [];
+  const state = { abandoned: 0 };
   const blobRanges: string[] = [];
   const agent = new http.Agent({ keepAlive: false });
   const server = http.createServer((req, res) => {
@@ -83,8 +89,25 @@ export async function startFaultyProxy(upstream: string, o: FaultyProxyOptions =
     const cutThis = isBlob && cut !== undefined && req.headers['range'] === undefined;
     const cutAt = cutThis ? cut : undefined;
     if (cutThis) cut = undefined;
+    const stallThis = isBlob && stall !== undefined && req.headers['range'] === undefined;
+    const stallAt = stallThis ? stall : undefined;
+    if (stallThis) stall = undefined;
+    res.on('close', () => {
+      if (!res.writableFinished) state.abandoned++;
+    });
     const up = http.request(new URL(url, upstream), { method: req.method, headers: { ...req.headers, host: new URL(upstream).host }, agent }, (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      if (stallAt !== undefined) {
+        let sent = 0;
+        upRes.on('data', (chunk: Buffer) => {
+          if (sent >= stallAt) return;
+          const part = chunk.subarray(0, stallAt - sent);
+          sent += part.length;
+          res.write(part);
+          if (sent >= stallAt) upRes.destroy();
+        });
+        return;
+      }
       if (cutAt === undefined) {
         upRes.pipe(res);
         return;
@@ -114,6 +137,9 @@ export async function startFaultyProxy(upstream: string, o: FaultyProxyOptions =
     url: `http://${host}`,
     requests,
     blobRanges,
+    get abandoned() {
+      return state.abandoned;
+    },
     stop: async () => {
       agent.destroy();
       await closeServer(server, sockets);

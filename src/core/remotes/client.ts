@@ -22,7 +22,7 @@ import {
 import { detectManifestType, parseIndex, parseManifest } from './manifest.js';
 import { formatPlatform, platformMatcher, selectManifests, type PlatformMatcher } from './platform.js';
 import { parseReference, validateDigest, type ImageReference } from './reference.js';
-import { isIndexType, MANIFEST_ACCEPT, type Descriptor, type ImageIndex, type ImageManifest } from './types.js';
+import { isIndexType, isManifestType, MANIFEST_ACCEPT, type Descriptor, type ImageIndex, type ImageManifest } from './types.js';
 
 /**
  * OCI distribution client: resolves references to descriptors and fetches
@@ -71,6 +71,12 @@ export interface PlatformManifest {
 }
 
 const DEFAULT_MAX_MANIFEST_BYTES = 4 << 20;
+
+/** The response a blob stream is reading, and whether its consumer closed it. */
+interface BlobReading {
+  res: HttpResponse | undefined;
+  closed: AbortController;
+}
 const MAX_INDEX_DEPTH = 4;
 
 function statusText(status: number): string {
@@ -405,12 +411,31 @@ export class Repository {
     return this.#tryEndpoints('pull', options.signal, what, async (ep) => {
       const res = await this.#request(ep, 'GET', `blobs/${desc.digest}`, {}, options.signal, what);
       if (!isSuccess(res.status)) throw await this.#statusError(res, ep, what, 'ERR_BLOB_NOT_FOUND');
-      return Readable.from(this.#blobChunks(ep, desc, res, options.signal, what), { objectMode: false, highWaterMark: 1 << 16 });
+      const current: BlobReading = { res, closed: new AbortController() };
+      const chunks = this.#blobChunks(ep, desc, current, options.signal, what);
+      return new Readable({
+        highWaterMark: 1 << 16,
+        read() {
+          chunks.next().then(
+            (r) => this.push(r.done ? null : r.value),
+            (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
+          );
+        },
+        // Closing early drops the response being read (perhaps stalled) at
+        // once and starts no resume; the generator then finishes on its own.
+        destroy(err, cb) {
+          current.closed.abort();
+          if (current.res !== undefined) discard(current.res.body);
+          chunks.return(undefined).catch(() => {});
+          cb(err);
+        },
+      });
     });
   }
 
-  async *#blobChunks(ep: RegistryEndpoint, desc: Descriptor, first: HttpResponse, signal: AbortSignal | undefined, what: string): AsyncGenerator<Buffer> {
-    let res: HttpResponse | undefined = first;
+  async *#blobChunks(ep: RegistryEndpoint, desc: Descriptor, current: BlobReading, userSignal: AbortSignal | undefined, what: string): AsyncGenerator<Buffer> {
+    const signal = userSignal === undefined ? current.closed.signal : AbortSignal.any([userSignal, current.closed.signal]);
+    let res: HttpResponse | undefined = current.res;
     let offset = 0;
     let failures = 0;
     try {
@@ -421,6 +446,7 @@ export class Repository {
         try {
           if (res === undefined) {
             res = await this.#request(ep, 'GET', `blobs/${desc.digest}`, { range: `bytes=${offset}-` }, signal, what);
+            current.res = res;
             if (res.status === 200) skip = offset;
             else if (res.status === 206) {
               const start = /^bytes (\d+)-/.exec(headerValue(res.headers, 'content-range') ?? '');
@@ -454,7 +480,8 @@ export class Repository {
         } catch (err) {
           if (res !== undefined) discard(res.body);
           res = undefined;
-          if (signal?.aborted) throw abortError(signal, what);
+          current.res = undefined;
+          if (signal.aborted) throw abortError(userSignal?.aborted ? userSignal : signal, what);
           if (offset > startedAt) failures = 0;
           failures++;
           if (!isTransient(err) || failures >= this.#deps.transport.attempts) throw networkError(err, ep, what, signal);
@@ -479,11 +506,9 @@ export class Repository {
     for (let depth = 0; ; depth++) {
       const bytes = await this.fetchManifest(desc, options);
       const what = `${this.ref.name}@${desc.digest}`;
-      if (!isIndexType(desc.mediaType)) {
-        // The descriptor may say "manifest" while the document is an index: trust the document.
-        const actual = detectManifestType(desc.mediaType, bytes, what);
-        if (!isIndexType(actual)) return { descriptor: desc, manifest: parseManifest(bytes, what), bytes, indexes };
-      }
+      // A descriptor of another media type is judged by the document itself.
+      const type = isIndexType(desc.mediaType) || isManifestType(desc.mediaType) ? desc.mediaType : detectManifestType(undefined, bytes, what);
+      if (isManifestType(type)) return { descriptor: desc, manifest: parseManifest(bytes, what), bytes, indexes };
       if (depth >= MAX_INDEX_DEPTH) {
         throw new BerthError('failed-precondition', 'ERR_INVALID_MANIFEST', `${what}: indexes nested more than ${MAX_INDEX_DEPTH} deep`, { context: { manifest: what } });
       }
