@@ -283,6 +283,26 @@ describe('mirrors', () => {
     }
   });
 
+  test('a pull-only mirror is not asked to resolve a tag, but serves digests and blobs', async () => {
+    const mirror = await startFaultyProxy(reg.url);
+    try {
+      const hosts = new RegistryHosts({ configs: { [reg.host]: { mirrors: [{ url: mirror.url, capabilities: ['pull'] }], server: {} } } });
+      const c = client({ hosts });
+      const byTag = await c.resolve(`${reg.host}/test/single:v1`);
+      assert.equal(byTag.endpoint.host, reg.host);
+      assert.equal(mirror.requests.length, 0);
+      const byDigest = c.repository(`${reg.host}/test/single@${single.digest}`);
+      assert.equal((await byDigest.resolve()).endpoint.host, mirror.host);
+      await readAll(await byDigest.fetchBlob(single.configDescriptor));
+      assert.ok(mirror.requests.some((q) => q.startsWith(`GET /v2/test/single/blobs/${single.configDigest}`)));
+      // Without any host able to resolve, a tag cannot be resolved at all.
+      const none = new RegistryHosts({ configs: { [reg.host]: { mirrors: [], server: { capabilities: ['pull'] } } } });
+      await assert.rejects(client({ hosts: none }).resolve(`${reg.host}/test/single:v1`), berthError((e) => assert.equal(e.code, 'ERR_NO_REGISTRY_ENDPOINT')));
+    } finally {
+      await mirror.stop();
+    }
+  });
+
   test('when every endpoint fails, the error names each of them', async () => {
     const mirror = await startFaultyProxy(reg.url, { notFound: '/v2/' });
     try {

@@ -201,7 +201,8 @@ export class Repository {
     this.#deps = deps;
   }
 
-  async #endpointsFor(cap: HostCapability): Promise<RegistryEndpoint[]> {
+  /** Endpoints having every capability in `caps`, in order. */
+  async #endpointsFor(caps: readonly HostCapability[]): Promise<RegistryEndpoint[]> {
     this.#endpoints ??= this.#deps.hosts.endpoints(this.ref.domain);
     let all: RegistryEndpoint[];
     try {
@@ -210,10 +211,10 @@ export class Repository {
       this.#endpoints = undefined;
       throw err;
     }
-    const eps = all.filter((ep) => ep.capabilities.includes(cap));
+    const eps = all.filter((ep) => caps.every((c) => ep.capabilities.includes(c)));
     if (eps.length === 0) {
-      throw new BerthError('failed-precondition', 'ERR_NO_REGISTRY_ENDPOINT', `registry ${this.ref.domain}: no configured host can ${cap}`, {
-        context: { registry: this.ref.domain, capability: cap },
+      throw new BerthError('failed-precondition', 'ERR_NO_REGISTRY_ENDPOINT', `registry ${this.ref.domain}: no configured host can ${caps.join(' and ')}`, {
+        context: { registry: this.ref.domain, capabilities: caps.join(',') },
       });
     }
     return eps;
@@ -276,9 +277,9 @@ export class Repository {
    * Runs `attempt` on each endpoint in order until one succeeds; any
    * failure (404 from a mirror, a mirror down) moves on to the next.
    */
-  async #tryEndpoints<T>(cap: HostCapability, signal: AbortSignal | undefined, what: string, attempt: (ep: RegistryEndpoint) => Promise<T>): Promise<T> {
+  async #tryEndpoints<T>(caps: readonly HostCapability[], signal: AbortSignal | undefined, what: string, attempt: (ep: RegistryEndpoint) => Promise<T>): Promise<T> {
     const errors: { ep: RegistryEndpoint; err: BerthError }[] = [];
-    for (const ep of await this.#endpointsFor(cap)) {
+    for (const ep of await this.#endpointsFor(caps)) {
       try {
         const result = await attempt(ep);
         if (errors.length > 0) {
@@ -304,7 +305,10 @@ export class Repository {
    */
   resolve(options: RequestOptions = {}): Promise<Resolved> {
     const what = `resolve ${this.ref.toString()}`;
-    return this.#tryEndpoints('resolve', options.signal, what, async (ep) => ({
+    // As containerd: a tag needs a host trusted to resolve names; content
+    // by digest can come from any host that serves pulls.
+    const caps: HostCapability[] = this.ref.digest === undefined ? ['pull', 'resolve'] : ['pull'];
+    return this.#tryEndpoints(caps, options.signal, what, async (ep) => ({
       ref: this.ref,
       name: this.ref.toString(),
       descriptor: await this.#resolveAt(ep, options.signal, what),
@@ -372,7 +376,7 @@ export class Repository {
       );
     }
     const accept = [desc.mediaType, ...MANIFEST_ACCEPT.filter((t) => t !== desc.mediaType)].join(', ');
-    return this.#tryEndpoints('pull', options.signal, what, async (ep) => {
+    return this.#tryEndpoints(['pull'], options.signal, what, async (ep) => {
       const res = await this.#request(ep, 'GET', `manifests/${desc.digest}`, { accept }, options.signal, what);
       if (!isSuccess(res.status)) throw await this.#statusError(res, ep, what, 'ERR_MANIFEST_NOT_FOUND');
       const bytes = await readLimited(res.body, desc.size, what).catch((err: unknown) => {
@@ -408,7 +412,7 @@ export class Repository {
     } catch (err) {
       return Promise.reject(new BerthError('invalid-argument', 'ERR_INVALID_DIGEST', `${what}: ${errorMessage(err)}`, { context: { digest: desc.digest } }));
     }
-    return this.#tryEndpoints('pull', options.signal, what, async (ep) => {
+    return this.#tryEndpoints(['pull'], options.signal, what, async (ep) => {
       const res = await this.#request(ep, 'GET', `blobs/${desc.digest}`, {}, options.signal, what);
       if (!isSuccess(res.status)) throw await this.#statusError(res, ep, what, 'ERR_BLOB_NOT_FOUND');
       const current: BlobReading = { res, closed: new AbortController() };
