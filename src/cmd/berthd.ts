@@ -26,6 +26,9 @@ Flags (override the config file):
   --cni-conf-dir DIR   CNI network configs (default /etc/cni/net.d)
   --cni-bin-dir DIR    CNI plugin binaries; repeat or separate with commas
                        (default /opt/cni/bin,/usr/lib/cni)
+  --registry-config-dir DIR
+                       registry hosts dir: <DIR>/<host[:port]>/hosts.toml
+                       (containerd's layout: mirrors, plain HTTP, CA, skip_verify)
   -h, --help           this help
   -v, --version        print the version
 `;
@@ -49,6 +52,7 @@ async function main(argv: string[]): Promise<void> {
         'log-level': { type: 'string' },
         'cni-conf-dir': { type: 'string' },
         'cni-bin-dir': { type: 'string', multiple: true },
+        'registry-config-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -79,6 +83,7 @@ async function main(argv: string[]): Promise<void> {
   if (values.state !== undefined) overrides.state = values.state;
   if (values['log-level'] !== undefined) overrides.logLevel = values['log-level'];
   if (values['cni-conf-dir'] !== undefined) overrides.cniConfDir = values['cni-conf-dir'];
+  if (values['registry-config-dir'] !== undefined) overrides.registryConfigDir = values['registry-config-dir'];
   if (values['cni-bin-dir'] !== undefined) overrides.cniBinDirs = values['cni-bin-dir'].flatMap((d) => d.split(',')).filter((d) => d !== '');
 
   const configPath = values.config ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);

@@ -41,9 +41,11 @@ export interface ConfigOverrides {
   logLevel?: string;
   cniConfDir?: string;
   cniBinDirs?: string[];
+  registryConfigDir?: string;
 }
 
 const CNI_KEY = 'network.cni';
+const IMAGES_KEY = 'images.store';
 
 /** Reads and validates a config file; a missing path given explicitly is an error. */
 export async function loadConfigFile(path: string): Promise<unknown> {
@@ -85,6 +87,9 @@ export function resolveConfig(raw: unknown, overrides: ConfigOverrides, source =
     if (overrides.cniConfDir !== undefined) section['conf_dir'] = overrides.cniConfDir;
     if (overrides.cniBinDirs !== undefined) section['bin_dirs'] = overrides.cniBinDirs;
     config.plugins[CNI_KEY] = section;
+  }
+  if (overrides.registryConfigDir !== undefined) {
+    config.plugins[IMAGES_KEY] = { ...asSection(config.plugins[IMAGES_KEY], IMAGES_KEY), registry_config_dir: overrides.registryConfigDir };
   }
   return config;
 }
