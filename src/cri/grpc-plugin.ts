@@ -2,6 +2,16 @@ import type { Server } from '@grpc/grpc-js';
 import { PluginType, type Registration } from '../core/plugin/types.js';
 import {
   ImageServiceService,
+  type ImageFsInfoRequest,
+  type ImageFsInfoResponse,
+  type ImageStatusRequest,
+  type ImageStatusResponse,
+  type ListImagesRequest,
+  type ListImagesResponse,
+  type PullImageRequest,
+  type PullImageResponse,
+  type RemoveImageRequest,
+  type RemoveImageResponse,
   RuntimeServiceService,
   type RuntimeConfigRequest,
   type RuntimeConfigResponse,
@@ -12,7 +22,7 @@ import {
   type VersionRequest,
   type VersionResponse,
 } from '../generated/api.js';
-import { implementService, unary } from './rpc.js';
+import { implementService, unary, withCallSignal } from './rpc.js';
 import type { CriService } from './service.js';
 
 /** A plugin that serves gRPC services on the daemon's server. */
@@ -37,7 +47,17 @@ export const criGrpcRegistration: Registration<Record<string, never>, GrpcServic
       }),
       runtimeConfig: unary<RuntimeConfigRequest, RuntimeConfigResponse>(log, 'RuntimeConfig', () => cri.runtimeConfig()),
     });
-    const image = implementService(ImageServiceService, {});
+    const images = cri.images;
+    const image = implementService(ImageServiceService, {
+      pullImage: unary<PullImageRequest, PullImageResponse>(log, 'PullImage', (req, call) => withCallSignal(call, (signal) => images.pull(req, signal))),
+      imageStatus: unary<ImageStatusRequest, ImageStatusResponse>(log, 'ImageStatus', (req) => images.status(req.image, req.verbose)),
+      listImages: unary<ListImagesRequest, ListImagesResponse>(log, 'ListImages', (req) => images.list(req)),
+      removeImage: unary<RemoveImageRequest, RemoveImageResponse>(log, 'RemoveImage', async (req) => {
+        await images.remove(req);
+        return {};
+      }),
+      imageFsInfo: unary<ImageFsInfoRequest, ImageFsInfoResponse>(log, 'ImageFsInfo', () => images.fsInfo()),
+    });
     return {
       register(server: Server) {
         server.addService(RuntimeServiceService, runtime);

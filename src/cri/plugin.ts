@@ -1,4 +1,6 @@
 import { PluginType, type Registration } from '../core/plugin/types.js';
+import type { ImageStore } from '../core/images/index.js';
+import { CriImageService } from './image-service.js';
 import { RuntimeConfigStore } from './runtime-config-store.js';
 import { CriService, type NetworkReadiness } from './service.js';
 
@@ -11,7 +13,7 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<R
   return {
     type: PluginType.CRI,
     id: 'service',
-    requires: [PluginType.Network],
+    requires: [PluginType.Network, PluginType.Images],
     async init(ctx) {
       const runtimeConfig = new RuntimeConfigStore(ctx.rootDir);
       await runtimeConfig.load();
@@ -21,6 +23,7 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<R
         runtimeConfig,
         effectiveConfig,
         plugins: () => ctx.records(),
+        images: new CriImageService(ctx.get<ImageStore>(PluginType.Images), ctx.log),
       });
     },
   };

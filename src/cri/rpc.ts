@@ -1,5 +1,6 @@
 import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import { BerthError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { grpcCodeOf, toServiceError } from './grpc-status.js';
 
@@ -71,4 +72,29 @@ export function implementService(
     if (!(method in definition)) throw new Error(`implementService: ${method} is not a method of this service`);
   }
   return service;
+}
+
+/**
+ * Runs `work` with an AbortSignal that fires when the client cancels or the
+ * call's deadline passes, so long work (a pull) stops with the RPC.
+ */
+export async function withCallSignal<T>(
+  call: { on(event: 'cancelled', fn: () => void): unknown; getDeadline(): Date | number },
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  call.on('cancelled', () => controller.abort(new BerthError('cancelled', 'ERR_RPC_CANCELLED', 'the client cancelled the call')));
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  const timer = Number.isFinite(at)
+    ? setTimeout(
+        () => controller.abort(new BerthError('deadline-exceeded', 'ERR_RPC_DEADLINE', 'the call passed its deadline')),
+        Math.max(0, at - Date.now()),
+      )
+    : undefined;
+  try {
+    return await work(controller.signal);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -9,6 +9,7 @@ import {
   type VersionResponse,
 } from '../generated/api.js';
 import { BERTH_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME } from '../version.js';
+import type { CriImageService } from './image-service.js';
 import { parsePodCidrs, type RuntimeConfigStore } from './runtime-config-store.js';
 
 /** What the CRI service needs from the network plugin. */
@@ -26,11 +27,16 @@ export interface CriServiceOptions {
   effectiveConfig: unknown;
   /** Live plugin list, shown by verbose Status. */
   plugins: () => readonly PluginRecord[];
+  images: CriImageService;
 }
 
 /** The CRI service at the centre: answers from what the core plugins know. */
 export class CriService {
-  constructor(private readonly opts: CriServiceOptions) {}
+  readonly images: CriImageService;
+
+  constructor(private readonly opts: CriServiceOptions) {
+    this.images = opts.images;
+  }
 
   version(): VersionResponse {
     // `version` is the CRI API version kubelet speaks to us with (kubelet checks "0.1.0").

@@ -1,9 +1,25 @@
 import type { Registration } from '../core/plugin/index.js';
+import { contentLocalRegistration } from '../core/content/index.js';
+import { tarDiffRegistration } from '../core/diff/index.js';
+import { gcSchedulerRegistration } from '../core/gc/index.js';
+import { imagesStoreRegistration } from '../core/images/index.js';
+import { metadataSqliteRegistration } from '../core/metadata/index.js';
+import { overlayfsSnapshotterRegistration } from '../core/snapshotter/index.js';
 import { cniNetworkRegistration } from '../cni/index.js';
 import { criGrpcRegistration } from '../cri/grpc-plugin.js';
 import { criServiceRegistration } from '../cri/plugin.js';
 
 /** Every plugin compiled into berthd. The registry orders them by their dependencies. */
 export function builtinRegistrations(effectiveConfig: unknown): Registration[] {
-  return [cniNetworkRegistration, criServiceRegistration(effectiveConfig), criGrpcRegistration] as Registration[];
+  return [
+    metadataSqliteRegistration,
+    contentLocalRegistration,
+    overlayfsSnapshotterRegistration,
+    tarDiffRegistration,
+    gcSchedulerRegistration,
+    imagesStoreRegistration,
+    cniNetworkRegistration,
+    criServiceRegistration(effectiveConfig),
+    criGrpcRegistration,
+  ] as Registration[];
 }
