@@ -67,8 +67,10 @@ export class ImageStore {
   private readonly catalog = new ImageCatalog();
   private readonly unpacker: Unpacker;
   private readonly puller: Puller;
-  /** Normalised names reported pinned: configured ones and those pin() was given before the image existed. */
+  /** Normalised names of `pinned_images`: reported pinned, never written as labels (the config stays the authority). */
   private readonly pinnedNames = new Set<string>();
+  /** Names pin() was given before they existed: their records get the pinned label when pulled. */
+  private readonly pendingPins = new Set<string>();
   private readonly listeners = new Set<ImageListener>();
   private readonly closing = new AbortController();
   private readonly pulls = new Set<Promise<unknown>>();
@@ -204,7 +206,7 @@ export class ImageStore {
         } catch (err) {
           if (!(isBerthError(err) && err.code === 'ERR_IMAGE_NOT_FOUND')) throw err;
         }
-        if (this.pinnedNames.has(name)) labels[PINNED_LABEL] = 'pinned';
+        if (this.pendingPins.has(name)) labels[PINNED_LABEL] = 'pinned';
         images.upsert({ name, target: { mediaType: target.mediaType, digest: target.digest, size: target.size }, labels });
         out.push({ name, pinned: labels[PINNED_LABEL] === 'pinned' });
       }
@@ -276,7 +278,7 @@ export class ImageStore {
   pin(refOrId: string): void {
     const match = this.match(refOrId);
     if (match === undefined) {
-      this.pinnedNames.add(normalisedName(parseReference(refOrId)));
+      this.pendingPins.add(normalisedName(parseReference(refOrId)));
       return;
     }
     const { images } = this.deps.metadata;
