@@ -40,3 +40,24 @@ export {
   type CniRuntimeConf,
 } from './invoke.js';
 export { SUPPORTED_CNI_VERSIONS, isSupportedCniVersion, compareCniVersions, cniVersionAtLeast } from './version.js';
+export { NetnsManager, isNetnsPinned, NSFS_MAGIC, type NetnsManagerOptions } from './netns.js';
+export {
+  PodNetwork,
+  podCniArgs,
+  podCapabilityArgs,
+  podIpsOf,
+  bandwidthFromAnnotations,
+  parseQuantity,
+  INGRESS_BANDWIDTH_ANNOTATION,
+  EGRESS_BANDWIDTH_ANNOTATION,
+  type PodNetworkParams,
+  type PodNetworkRecord,
+  type PodAttachmentRecord,
+  type PodNetworkSetup,
+  type PodNetworkSource,
+  type PodNetworkOptions,
+  type PodNetworkCallOptions,
+  type PodPortMapping,
+  type PodBandwidth,
+  type PodDns,
+} from './pod-network.js';
