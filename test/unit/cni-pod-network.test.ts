@@ -29,6 +29,7 @@ import { listMountPoints } from '../../src/core/mountinfo.js';
 const run = promisify(execFile);
 const SYSTEM_BIN = '/usr/lib/cni';
 const log = pino({ level: 'silent' });
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 
 function rand(bytes: number): string {
   return randomBytes(bytes).toString('hex');
@@ -195,12 +196,15 @@ describe('PodNetwork with real plugins in pinned namespaces', () => {
   let tmp: string;
   let netns: NetnsManager;
   let natBefore: string[];
+  let ipForwardBefore: string;
   let counter = 0;
 
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'berth-pod-network-'));
     netns = await NetnsManager.open(path.join(tmp, 'netns'), { log });
     natBefore = await cniNatRules();
+    // The bridge plugin turns on IP forwarding for gateway networks: put it back after.
+    ipForwardBefore = await readFile(IP_FORWARD, 'utf8');
   });
 
   after(async () => {
@@ -219,6 +223,7 @@ describe('PodNetwork with real plugins in pinned namespaces', () => {
         await run('iptables', ['-t', 'nat', '-X', rule.slice(3)]).catch(() => {});
       }
     }
+    await writeFile(IP_FORWARD, ipForwardBefore);
     await rm(tmp, { recursive: true, force: true });
     assert.deepEqual((await listMountPoints()).filter((p) => p.startsWith(tmp)), [], 'no netns mounts left');
     for (const b of bridges) assert.equal(await succeeds('ip', ['link', 'show', b]), false, `bridge ${b} is gone`);
