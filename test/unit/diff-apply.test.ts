@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, readFile, readdir, stat } from 'node:fs/promises';
+import { lstat, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -19,9 +19,10 @@ import {
   MULTI_LAYER,
   multiLayerImage,
   treeOf,
+  writeTar,
   type Image,
 } from '../fixtures/index.js';
-import { chunks, silent, Stack, TAR, TAR_GZIP } from './diff-helpers.js';
+import { chunks, raw, silent, Stack, TAR, TAR_GZIP } from './diff-helpers.js';
 
 function layersOf(image: Image): { blob: Buffer; mediaType: string; diffId: string }[] {
   return image.layers.map((l, i) => ({ blob: l.blob, mediaType: image.manifest.layers[i]!.mediaType, diffId: l.diffId }));
@@ -112,6 +113,61 @@ describe('applying image layers to overlay snapshots', () => {
     const [a, b] = [await stat(join(merged, 'd/orig')), await stat(join(merged, 'd/link'))];
     assert.equal(a.ino, b.ino);
     assert.deepEqual([b.mode & 0o777, b.uid], [0o640, 7]);
+  });
+
+  test('a usrmerge image: a later layer writes through lib -> usr/lib of an earlier one', async () => {
+    await stack.applyAndCommit('usrmerge-0', undefined, {
+      blob: writeTar([
+        raw('usr/', 'dir'),
+        raw('usr/lib/', 'dir', { mode: 0o750, uid: 3, gid: 4 }),
+        raw('usr/lib/old', 'file', { data: Buffer.from('old\n') }),
+        raw('usr/lib/keep', 'file', { data: Buffer.from('keep\n'), mode: 0o640 }),
+        raw('usr/sbin/', 'dir'),
+        raw('lib', 'symlink', { linkname: 'usr/lib' }),
+        raw('lib64', 'symlink', { linkname: '/usr/lib' }),
+        raw('sbin', 'symlink', { linkname: 'usr/sbin' }),
+        raw('bin', 'symlink', { linkname: 'usr/bin' }),
+      ]),
+      mediaType: TAR,
+    });
+    await stack.applyAndCommit('usrmerge-1', 'usrmerge-0', {
+      blob: writeTar([
+        raw('lib/x/file', 'file', { data: Buffer.from('through the link\n') }),
+        raw('lib/x/hl', 'hardlink', { linkname: 'lib/x/file' }),
+        raw('lib/x/keep-link', 'hardlink', { linkname: 'lib/keep' }),
+        raw('lib/.wh.old', 'file'),
+        raw('lib64/abs-file', 'file', { data: Buffer.from('absolute link\n') }),
+        raw('bin/sh', 'file', { data: Buffer.from('#!\n'), mode: 0o755 }),
+        raw('sbin/', 'dir', { mode: 0o700 }),
+        raw('sbin/tool', 'file', { data: Buffer.from('tool\n') }),
+      ]),
+      mediaType: TAR,
+    });
+    const merged = await stack.mountAt(await stack.snapshotter.view('usrmerge-view', 'usrmerge-1'), 'usrmerge');
+    assert.equal(await readFile(join(merged, 'usr/lib/x/file'), 'utf8'), 'through the link\n');
+    assert.ok((await lstat(join(merged, 'lib'))).isSymbolicLink(), '/lib is still a symlink');
+    assert.equal(await readlink(join(merged, 'lib')), 'usr/lib');
+    assert.equal(await readFile(join(merged, 'lib/x/file'), 'utf8'), 'through the link\n');
+    assert.equal((await stat(join(merged, 'usr/lib/x/hl'))).ino, (await stat(join(merged, 'usr/lib/x/file'))).ino);
+    assert.equal((await stat(join(merged, 'usr/lib/x/keep-link'))).ino, (await stat(join(merged, 'usr/lib/keep'))).ino, 'the lower file was copied up and linked');
+    assert.equal(await readFile(join(merged, 'usr/lib/keep'), 'utf8'), 'keep\n');
+    await assert.rejects(lstat(join(merged, 'usr/lib/old')), { code: 'ENOENT' }, 'whited out through the link');
+    const usrLib = await stat(join(merged, 'usr/lib'));
+    assert.deepEqual([usrLib.mode & 0o7777, usrLib.uid, usrLib.gid], [0o750, 3, 4], 'usr/lib keeps the lower layer\'s metadata');
+    assert.equal(await readFile(join(merged, 'usr/lib/abs-file'), 'utf8'), 'absolute link\n');
+    assert.ok((await lstat(join(merged, 'lib64'))).isSymbolicLink());
+    assert.equal(await readFile(join(merged, 'usr/bin/sh'), 'utf8'), '#!\n', 'a dangling link\'s target dir is created');
+    assert.ok((await lstat(join(merged, 'bin'))).isSymbolicLink());
+    const sbin = await lstat(join(merged, 'sbin'));
+    assert.deepEqual([sbin.isDirectory(), sbin.mode & 0o7777], [true, 0o700], 'a dir entry replaces the symlink at its own name');
+    assert.deepEqual(await readdir(join(merged, 'sbin')), ['tool']);
+    assert.deepEqual(await readdir(join(merged, 'usr/sbin')), []);
+
+    // The layer's own dir holds the files under usr/, and nothing for the links it wrote through.
+    const probe = await stack.snapshotter.prepare('usrmerge-probe', 'usrmerge-1');
+    const lowers = probe[0]!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');
+    assert.deepEqual((await readdir(join(probe[0]!.cwd!, lowers[0]!))).sort(), ['sbin', 'usr']);
+    await stack.snapshotter.remove('usrmerge-probe');
   });
 
   test('compression goes by the content when the media type is wrong, and the diff ID covers trailing bytes', async () => {

@@ -13,6 +13,7 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readlinkSync,
   rmSync,
   symlinkSync,
   unlinkSync,
@@ -36,6 +37,11 @@ const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 const OVERLAY_XATTR_PREFIXES = ['trusted.overlay.', 'user.overlay.'];
 /** Files up to this size are written with synchronous calls (see writeFile). */
 const SMALL_FILE = 256 * 1024;
+/**
+ * Resolving a path gives up at this many symlinks: a loop, or a chain longer
+ * than any real image needs (Linux gives up after 40 with ELOOP).
+ */
+const SYMLINK_LIMIT = 40;
 const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 export function unsafePath(message: string, name: string): BerthError {
@@ -85,12 +91,19 @@ interface Times {
 /**
  * Writes the entries of one layer into a directory, never outside it.
  *
- * Paths: every parent component is checked with lstat (and remembered) to be
- * a real directory, never a symlink, before anything is created in it;
- * missing parents are created. The last component is created with calls
- * that do not follow symlinks (open O_EXCL|O_NOFOLLOW, mkdir, symlink, link,
- * mknod), after removing whatever was there. Hardlink targets are resolved
- * the same way and must be non-directories inside the target.
+ * Paths: the parent of an entry is resolved within the root, as Docker and
+ * containerd do, since real images write through symlinks of earlier
+ * layers (`lib/x86_64-linux-gnu/...` over `lib -> usr/lib` in usrmerge
+ * images): a symlink among the parent components, found in the layer's view
+ * (the target dir, then on overlay the lower dirs), is replaced by its
+ * target read as if the root were `/`, `..` stops at the root, and too many
+ * links (a loop) fail. The resolved parents are then checked with lstat
+ * (and remembered) to be real directories of the target dir, missing ones
+ * created, so nothing is ever written outside it. The last component is
+ * never followed: it is created with calls that do not follow symlinks
+ * (open O_EXCL|O_NOFOLLOW, mkdir, symlink, link, mknod), after removing
+ * whatever was there. Hardlink targets are resolved the same way and must
+ * be non-directories inside the target.
  *
  * Overlay targets (writing an upper dir): `.wh.NAME` becomes a 0/0 char
  * device NAME (hardlinks of one device made per layer), `.wh..wh..opq` the
@@ -118,6 +131,8 @@ export class LayerWriter {
   private readonly whiteouts = new Set<string>();
   private readonly dirTimes = new Map<string, Times>();
   private readonly xattrs = new Map<string, Map<string, Buffer>>();
+  /** Host paths of lower dirs, and whether each is opaque. */
+  private readonly lowerOpaque = new Map<string, boolean>();
   /** Overlay: the 0/0 device every whiteout of this layer is a hardlink of. */
   private template: string | undefined;
   private readonly templateName = `.berth-whiteout-${randomBytes(8).toString('hex')}`;
@@ -136,16 +151,16 @@ export class LayerWriter {
 
   /** Applies one entry; `body` is its content (regular files). */
   async entry(h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
-    const rel = cleanPath(h.name);
-    if (rel === '') return; // the root dir itself belongs to the snapshot
-    if (rel.includes('\uFFFD') && this.lossyNames++ < 5) {
-      this.log.warn({ entry: rel }, 'layer entry name is not valid UTF-8; written with replacement characters');
+    const clean = cleanPath(h.name);
+    if (clean === '') return; // the root dir itself belongs to the snapshot
+    if (clean.includes('\uFFFD') && this.lossyNames++ < 5) {
+      this.log.warn({ entry: clean }, 'layer entry name is not valid UTF-8; written with replacement characters');
     }
-    const base = posix.basename(rel);
+    const base = posix.basename(clean);
     if (base.startsWith(WHITEOUT_PREFIX)) {
-      const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
+      const parent = posix.dirname(clean) === '.' ? '' : posix.dirname(clean);
       if (base === WHITEOUT_OPAQUE) await this.opaque(parent, h.name);
-      else if (base.startsWith(WHITEOUT_META_PREFIX)) this.log.debug({ entry: rel }, 'ignoring whiteout metadata entry');
+      else if (base.startsWith(WHITEOUT_META_PREFIX)) this.log.debug({ entry: clean }, 'ignoring whiteout metadata entry');
       else {
         const victim = base.slice(WHITEOUT_PREFIX.length);
         if (victim === '' || victim === '.' || victim === '..') throw unsafePath('whiteout of its own or a parent directory', h.name);
@@ -155,13 +170,14 @@ export class LayerWriter {
     }
     if (base === this.templateName) throw unsafePath('reserved name', h.name);
 
-    await this.ensureParents(rel, h.name, true);
+    const rel = (await this.resolve(clean, h.name)).path;
+    await this.makeParents(rel, h.name);
     const abs = this.abs(rel);
 
     if (h.type === 'hardlink') {
       const target = cleanPath(h.linkname);
-      if (target === '' || target === rel) throw unsafePath(`hardlink to ${JSON.stringify(h.linkname)}`, h.name);
-      const targetAbs = await this.hardlinkTarget(target, h);
+      if (target === '') throw unsafePath(`hardlink to ${JSON.stringify(h.linkname)}`, h.name);
+      const targetAbs = await this.hardlinkTarget(target, rel, h);
       this.replace(rel, undefined);
       linkSync(targetAbs, abs);
       this.markWritten(rel);
@@ -244,46 +260,88 @@ export class LayerWriter {
   }
 
   /**
-   * Makes sure every parent of `rel` is a real directory. Missing ones are
-   * created (`create`) or reported by returning false. Symlinks, and
-   * non-directories, in the way are refused.
+   * `rel` (a clean path) with its parent resolved within the root, the way
+   * Docker and containerd do (securejoin): each parent component is looked up
+   * in the merged view (see mergedEntry) without following anything; a
+   * symlink there is replaced by its target, an absolute target starting
+   * again at the root, and `..` never climbs above the root. The last
+   * component is kept as is: an entry replaces a symlink at its own name.
+   * Parts the merged view lacks are kept as named (makeParents creates
+   * them); `parentExists` is false when there were any.
    */
-  private async ensureParents(rel: string, name: string, create: boolean): Promise<boolean> {
-    for (const dir of ancestors(rel)) {
-      if (this.knownDirs.has(dir)) continue;
-      const abs = this.abs(dir);
-      const st = lstatOrUndefined(abs);
-      if (st === undefined) {
-        if (!create) return false;
-        await this.createImplicitDir(dir, name);
-      } else if (st.isSymbolicLink()) {
-        throw unsafePath(`parent ${JSON.stringify(dir)} is a symlink`, name);
-      } else if (!st.isDirectory()) {
-        throw new BerthError('invalid-argument', 'ERR_LAYER_INVALID', `layer entry ${JSON.stringify(name)}: parent ${JSON.stringify(dir)} is not a directory`, {
-          context: { entry: name },
-        });
+  private async resolve(rel: string, name: string): Promise<{ path: string; parentExists: boolean }> {
+    const slash = rel.lastIndexOf('/');
+    if (slash === -1 || this.knownDirs.has(rel.slice(0, slash))) return { path: rel, parentExists: true };
+    const pending = rel.slice(0, slash).split('/');
+    const current: string[] = [];
+    /** Index in `current` of the first part the merged view lacks, or -1. */
+    let missingAt = -1;
+    let hops = 0;
+    for (let part = pending.shift(); part !== undefined; part = pending.shift()) {
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        current.pop();
+        if (missingAt >= current.length) missingAt = -1;
+        continue;
       }
-      this.knownDirs.add(dir);
+      current.push(part);
+      if (missingAt !== -1) continue;
+      const path = current.join('/');
+      if (this.knownDirs.has(path)) continue;
+      const found = await this.mergedEntry(path);
+      if (found === undefined) missingAt = current.length - 1;
+      else if (found.st.isSymbolicLink()) {
+        if (++hops >= SYMLINK_LIMIT) {
+          throw new BerthError('invalid-argument', 'ERR_LAYER_SYMLINK_LOOP', `layer entry ${JSON.stringify(name)}: ${SYMLINK_LIMIT} symlinks met resolving its parent (a loop?)`, {
+            context: { entry: name, symlink: path },
+          });
+        }
+        const target = readlinkSync(found.path);
+        current.pop();
+        if (target.startsWith('/')) current.length = 0;
+        pending.unshift(...target.split('/'));
+      } else if (!found.st.isDirectory()) {
+        throw notADirectory(path, name);
+      }
     }
-    return true;
+    const base = rel.slice(slash + 1);
+    return { path: current.length === 0 ? base : `${current.join('/')}/${base}`, parentExists: missingAt === -1 };
   }
 
   /**
-   * A parent the layer has no entry for: made like the lower dir's, else
-   * root-owned 0755. A lower symlink there is refused like one in the
-   * target (following it is what a hostile layer pair would want).
+   * What the layer's view shows at `rel`, all of whose parents it shows as
+   * directories: the target dir's entry (on overlay a whiteout there means
+   * nothing), else the lower dirs' (lowerEntry).
    */
-  private async createImplicitDir(rel: string, name: string): Promise<void> {
+  private async mergedEntry(rel: string): Promise<{ path: string; st: Stats } | undefined> {
+    const path = this.abs(rel);
+    const st = lstatOrUndefined(path);
+    if (st === undefined) return this.lowerEntry(rel);
+    if (this.overlay && isWhiteoutDevice(st)) return undefined;
+    return { path, st };
+  }
+
+  /**
+   * Makes sure every parent of `rel` (a resolved path) is a real directory
+   * in the target dir, creating missing ones. Anything else in the way, a
+   * symlink included, is refused.
+   */
+  private async makeParents(rel: string, name: string): Promise<void> {
+    for (const dir of ancestors(rel)) {
+      if (this.knownDirs.has(dir)) continue;
+      const st = lstatOrUndefined(this.abs(dir));
+      if (st === undefined) await this.createImplicitDir(dir);
+      else if (!st.isDirectory()) throw notADirectory(dir, name);
+      this.knownDirs.add(dir);
+    }
+  }
+
+  /** A parent the layer has no entry for: made like the lower dir's, as overlayfs' copy-up would, else root-owned 0755. */
+  private async createImplicitDir(rel: string): Promise<void> {
     const abs = this.abs(rel);
     const lower = await this.lowerEntry(rel);
-    if (lower?.st.isSymbolicLink() === true) throw unsafePath(`parent ${JSON.stringify(rel)} is a symlink in a lower layer`, name);
-    if (lower !== undefined && !lower.st.isDirectory()) {
-      throw new BerthError('invalid-argument', 'ERR_LAYER_INVALID', `layer entry ${JSON.stringify(name)}: parent ${JSON.stringify(rel)} is not a directory in a lower layer`, {
-        context: { entry: name },
-      });
-    }
     mkdirSync(abs, { mode: 0o700 });
-    if (lower !== undefined) {
+    if (lower?.st.isDirectory() === true) {
       lchownSync(abs, lower.st.uid, lower.st.gid);
       chmodSync(abs, lower.st.mode & 0o7777);
       this.dirTimes.set(rel, { atime: lower.st.atimeMs / 1000, mtime: lower.st.mtimeMs / 1000 });
@@ -323,27 +381,26 @@ export class LayerWriter {
   }
 
   /**
-   * Makes sure the parents of `rel` exist to hold a whiteout marker. On
-   * overlay a parent only a lower dir has is created (copied up); false when
-   * there is nothing to hide: no such dir in the target nor, on overlay, in
-   * the lower dirs.
+   * Resolves the path of a whiteout marker (see resolve) and makes its
+   * parents real dirs in the target dir, copied up from the lower dirs on
+   * overlay. Undefined when there is nothing to hide: the layer's view has
+   * no such parent dir.
    */
-  private async parentsForMarker(rel: string, name: string): Promise<boolean> {
-    if (await this.ensureParents(rel, name, false)) return true;
-    if (!this.overlay) return false;
-    const parent = posix.dirname(rel);
-    const lower = await this.lowerEntry(parent);
-    if (lower === undefined || !lower.st.isDirectory()) return false;
-    return this.ensureParents(rel, name, true);
+  private async markerPath(rel: string, name: string): Promise<string | undefined> {
+    const { path, parentExists } = await this.resolve(rel, name);
+    if (!parentExists) return undefined;
+    await this.makeParents(path, name);
+    return path;
   }
 
   /** `.wh.NAME`: hides NAME of the lower layers. */
-  private async whiteout(rel: string, name: string): Promise<void> {
+  private async whiteout(victim: string, name: string): Promise<void> {
+    const rel = await this.markerPath(victim, name);
+    if (rel === undefined) return;
     if (this.written.has(rel)) {
       this.log.debug({ entry: name }, 'whiteout of a path this layer wrote: ignored');
       return;
     }
-    if (!(await this.parentsForMarker(rel, name))) return;
     const st = lstatOrUndefined(this.abs(rel));
     if (st !== undefined) this.removePath(rel, st);
     if (!this.overlay) return;
@@ -356,12 +413,13 @@ export class LayerWriter {
     this.whiteouts.add(rel);
   }
 
-  /** `.wh..wh..opq` in `dir`: hides everything lower layers have under it. */
+  /** `.wh..wh..opq` in `dir`: hides everything lower layers have under the dir it resolves to. */
   private async opaque(dir: string, name: string): Promise<void> {
-    const marker = dir === '' ? this.templateName : `${dir}/${this.templateName}`;
-    if (!(await this.parentsForMarker(marker, name))) return;
-    this.removeUnwritten(dir);
-    if (this.overlay) this.markOpaque(dir);
+    const marker = await this.markerPath(dir === '' ? this.templateName : `${dir}/${this.templateName}`, name);
+    if (marker === undefined) return;
+    const resolved = posix.dirname(marker) === '.' ? '' : posix.dirname(marker);
+    this.removeUnwritten(resolved);
+    if (this.overlay) this.markOpaque(resolved);
   }
 
   private markOpaque(dir: string): void {
@@ -384,13 +442,17 @@ export class LayerWriter {
   }
 
   /**
-   * The host path of a hardlink's target: inside the target dir, parents
-   * real directories, itself not a directory. On overlay, a file only a
-   * lower dir has is copied up first.
+   * The host path of a hardlink's target (`linkTarget`, a clean path): its
+   * parent resolved like an entry's (see resolve), in the target dir, not a
+   * directory, not the entry itself (`entry`, resolved). On overlay, a file
+   * only a lower dir has is copied up first.
    */
-  private async hardlinkTarget(target: string, h: TarHeader): Promise<string> {
+  private async hardlinkTarget(linkTarget: string, entry: string, h: TarHeader): Promise<string> {
+    const { path: target, parentExists } = await this.resolve(linkTarget, h.name);
+    if (!parentExists) throw missingTarget(h);
+    if (target === entry) throw unsafePath(`hardlink to itself (${JSON.stringify(h.linkname)})`, h.name);
     const abs = this.abs(target);
-    const st = (await this.ensureParents(target, h.name, false)) ? lstatOrUndefined(abs) : undefined;
+    const st = lstatOrUndefined(abs);
     if (st !== undefined) {
       if (st.isDirectory()) throw unsafePath(`hardlink to directory ${JSON.stringify(h.linkname)}`, h.name);
       if (this.overlay && isWhiteoutDevice(st)) throw missingTarget(h);
@@ -398,7 +460,7 @@ export class LayerWriter {
     }
     const lower = this.overlay ? await this.lowerEntry(target) : undefined;
     if (lower === undefined || !lower.st.isFile()) throw missingTarget(h);
-    await this.ensureParents(target, h.name, true);
+    await this.makeParents(target, h.name);
     await copyFile(lower.path, abs, constants.COPYFILE_EXCL);
     lchownSync(abs, lower.st.uid, lower.st.gid);
     chmodSync(abs, lower.st.mode & 0o7777);
@@ -434,12 +496,22 @@ export class LayerWriter {
           break;
         }
         if (!st.isDirectory()) return undefined;
-        if ((await getXattr(path, OVERLAY_OPAQUE_XATTR))?.toString() === 'y') opaqueOnTheWay = true;
+        if (await this.lowerIsOpaque(path)) opaqueOnTheWay = true;
       }
       if (found !== undefined) return { path, st: found };
       if (opaqueOnTheWay) return undefined;
     }
     return undefined;
+  }
+
+  /** Whether a dir of a lower layer is opaque; the lower dirs are committed snapshots, so the answer is kept. */
+  private async lowerIsOpaque(path: string): Promise<boolean> {
+    let opaque = this.lowerOpaque.get(path);
+    if (opaque === undefined) {
+      opaque = (await getXattr(path, OVERLAY_OPAQUE_XATTR))?.toString() === 'y';
+      this.lowerOpaque.set(path, opaque);
+    }
+    return opaque;
   }
 
   private queueXattrs(rel: string, h: TarHeader): void {
@@ -511,6 +583,12 @@ function times(h: TarHeader): Times {
 
 function lstatOrUndefined(path: string): Stats | undefined {
   return lstatSync(path, { throwIfNoEntry: false });
+}
+
+function notADirectory(dir: string, name: string): BerthError {
+  return new BerthError('invalid-argument', 'ERR_LAYER_INVALID', `layer entry ${JSON.stringify(name)}: parent ${JSON.stringify(dir)} is not a directory`, {
+    context: { entry: name, parent: dir },
+  });
 }
 
 function missingTarget(h: TarHeader): BerthError {
