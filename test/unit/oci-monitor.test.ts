@@ -1,0 +1,209 @@
+import assert from 'node:assert/strict';
+import { readFile, rename } from 'node:fs/promises';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isBerthError } from '../../src/core/errors.js';
+import { Runc } from '../../src/core/runtime/oci/index.js';
+import { processStartTime } from '../../src/core/runtime/oci/proc.js';
+import { ociFixture, parseCriLog, processesMentioning, RFC3339_NANO, type OciFixture } from './oci-helpers.js';
+
+function code(err: unknown): string {
+  return isBerthError(err) ? err.code : String(err);
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('conmon monitor', () => {
+  let fx: OciFixture;
+
+  before(async () => {
+    fx = await ociFixture();
+  });
+  afterEach(async () => {
+    for (const id of fx.ids) await fx.monitor.cleanup(id);
+  });
+  after(async () => {
+    await fx.close();
+    assert.deepEqual(await processesMentioning(fx.dir), [], 'no conmon/runc left running');
+  });
+
+  async function run(id: string, args: string[], edit?: (spec: Record<string, any>) => void) {
+    const b = await fx.bundle(id, args, edit);
+    const created = await fx.monitor.createContainer({ id, ...b, runtime: fx.runtime });
+    return { ...b, ...created };
+  }
+
+  test('CRI log lines: streams, F/P tags, RFC3339Nano; exit code recorded', async () => {
+    const c = await run('logs', [
+      'sh',
+      '-c',
+      'echo out-line; echo err-line >&2; printf no-newline; sleep 0.1; printf err-partial >&2; sleep 0.1; exit 3',
+    ]);
+    assert.ok(c.pid > 0 && c.monitorPid > 0);
+    const state = await new Runc(fx.runtime).state('logs');
+    assert.equal(state.status, 'created');
+    assert.equal(state.pid, c.pid);
+    assert.equal(await fx.monitor.exitStatus('logs'), undefined);
+    await fx.monitor.start('logs');
+    const exit = await fx.monitor.waitExit('logs', { timeoutMs: 10_000 });
+    assert.equal(exit.exitCode, 3);
+    assert.equal(exit.oomKilled, false);
+    assert.ok(Math.abs(exit.exitedAt.getTime() - Date.now()) < 10_000);
+    const recs = parseCriLog(await readFile(c.logPath, 'utf8'));
+    for (const r of recs) assert.match(r.time, RFC3339_NANO);
+    const byStream = (s: string) => recs.filter((r) => r.stream === s).map((r) => `${r.tag} ${r.line}`);
+    assert.deepEqual(byStream('stdout'), ['F out-line', 'P no-newline']);
+    assert.deepEqual(byStream('stderr'), ['F err-line', 'P err-partial']);
+    // Timestamps never go backwards.
+    const times = recs.map((r) => Date.parse(r.time));
+    assert.deepEqual([...times].sort((a, b) => a - b), times);
+    assert.deepEqual(await fx.monitor.exitStatus('logs'), exit);
+  });
+
+  test('a create that runc refuses fails with runc\'s message and leaves nothing behind', async () => {
+    const b = await fx.bundle('bad', ['/bin/nonexistent-binary'], (spec) => {
+      spec.root.path = 'no-such-rootfs';
+    });
+    await assert.rejects(fx.monitor.createContainer({ id: 'bad', ...b, runtime: fx.runtime }), (err) => {
+      assert.equal(code(err), 'ERR_RUNC_CREATE');
+      assert.match((err as Error).message, /no-such-rootfs|no such file/i);
+      return true;
+    });
+    await assert.rejects(new Runc(fx.runtime).state('bad'), (err) => code(err) === 'ERR_RUNC_NOT_FOUND');
+    await assert.rejects(fx.monitor.record('bad'), (err) => code(err) === 'ERR_MONITOR_NOT_FOUND');
+    assert.deepEqual(await processesMentioning(fx.dir), []);
+  });
+
+  test('a second create with the same id is refused', async () => {
+    await run('dup', ['sleep', '10']);
+    const b = await fx.bundle('dup', ['sleep', '10']);
+    await assert.rejects(fx.monitor.createContainer({ id: 'dup', ...b, runtime: fx.runtime }), (err) => code(err) === 'ERR_MONITOR_EXISTS');
+    assert.equal((await new Runc(fx.runtime).state('dup')).status, 'created');
+  });
+
+  test('stop: SIGTERM is enough for a process that handles it', async () => {
+    await run('term', ['sh', '-c', 'trap "exit 7" TERM; while :; do sleep 0.05; done']);
+    await fx.monitor.start('term');
+    await sleep(200);
+    const t0 = Date.now();
+    const st = await fx.monitor.stop('term', 10);
+    assert.equal(st.exitCode, 7);
+    assert.ok(Date.now() - t0 < 5000);
+  });
+
+  test('stop: SIGKILL after the timeout when SIGTERM is ignored', async () => {
+    await run('kill', ['sh', '-c', 'trap "" TERM; while :; do sleep 0.05; done']);
+    await fx.monitor.start('kill');
+    await sleep(200);
+    const t0 = Date.now();
+    const st = await fx.monitor.stop('kill', 1);
+    const took = Date.now() - t0;
+    assert.equal(st.exitCode, 137);
+    assert.ok(took >= 1000 && took < 6000, `took ${took} ms`);
+    // Stopping again just reports the same status.
+    assert.equal((await fx.monitor.stop('kill', 1)).exitCode, 137);
+  });
+
+  test('exec: output capture, exit code, timeout, and a missing binary', async () => {
+    const c = await run('exec', ['sleep', '60']);
+    await fx.monitor.start('exec');
+    const proc = (args: string[]) => ({ ...(c.spec as any).process, args });
+    const r = await fx.monitor.exec('exec', proc(['sh', '-c', 'echo hi; echo there >&2; exit 5']), { timeoutMs: 10_000 });
+    assert.equal(r.exitCode, 5);
+    assert.equal(r.stdout.toString(), 'hi\n');
+    assert.equal(r.stderr.toString(), 'there\n');
+    assert.equal(r.timedOut, false);
+
+    const t0 = Date.now();
+    const slow = await fx.monitor.exec('exec', proc(['sh', '-c', 'echo before; sleep 30']), { timeoutMs: 500 });
+    assert.equal(slow.timedOut, true);
+    assert.equal(slow.exitCode, -1);
+    assert.equal(slow.stdout.toString(), 'before\n');
+    assert.ok(Date.now() - t0 < 5000);
+    // The exec'd sleep is gone (at most a zombie, since the container's init does not reap):
+    // the only live sleep is the container's own.
+    const ps = await fx.monitor.exec('exec', proc(['sh', '-c', 'cat /proc/[0-9]*/stat | grep -v ") Z " | grep -c "(sleep)"']), {
+      timeoutMs: 10_000,
+    });
+    assert.equal(ps.stdout.toString().trim(), '1', 'only the init sleep is alive');
+
+    const big = await fx.monitor.exec('exec', proc(['sh', '-c', 'yes | head -c 100000']), { timeoutMs: 10_000, maxOutputBytes: 1000 });
+    assert.equal(big.stdout.length, 1000);
+    assert.equal(big.stdoutTruncated, true);
+
+    await assert.rejects(fx.monitor.exec('exec', proc(['/no/such/binary']), { timeoutMs: 10_000 }), (err) => {
+      assert.equal(code(err), 'ERR_RUNC_EXEC');
+      assert.match((err as Error).message, /no such file|not found/i);
+      return true;
+    });
+  });
+
+  test('reopenLog: after the log is renamed, new lines go to a new file at the path', async () => {
+    const c = await run('reopen', ['sh', '-c', 'i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.05; done']);
+    await fx.monitor.start('reopen');
+    await waitFor('first lines', async () => ((await readFile(c.logPath, 'utf8')).includes('line-2') ? true : undefined));
+    await rename(c.logPath, `${c.logPath}.1`);
+    const t0 = performance.now();
+    await fx.monitor.reopenLog('reopen');
+    const ms = performance.now() - t0;
+    await waitFor('lines in the new file', async () => ((await readFile(c.logPath, 'utf8')).split('\n').length > 3 ? true : undefined));
+    const oldLines = parseCriLog(await readFile(`${c.logPath}.1`, 'utf8')).map((r) => r.line);
+    const newLines = parseCriLog(await readFile(c.logPath, 'utf8')).map((r) => r.line);
+    const num = (l: string) => Number(l.slice('line-'.length));
+    assert.ok(num(newLines[0]!) > num(oldLines.at(-1)!), 'new file continues after the old one');
+    assert.ok(ms < 1000, `reopen took ${ms} ms`);
+  });
+
+  test('reopenLog on a container whose monitor is gone fails cleanly', async () => {
+    await run('noreopen', ['true']);
+    await fx.monitor.start('noreopen');
+    await fx.monitor.waitExit('noreopen', { timeoutMs: 10_000 });
+    await waitFor('conmon gone', async () => ((await fx.monitor.monitorAlive('noreopen')) ? undefined : true));
+    await assert.rejects(fx.monitor.reopenLog('noreopen'), (err) => code(err) === 'ERR_MONITOR_GONE');
+  });
+
+  test('OOM: a container past its memory limit is reported oomKilled', async () => {
+    await run('oom', ['sh', '-c', 'x=0123456789abcdef; while :; do x=$x$x; done'], (spec) => {
+      spec.linux.resources = { ...spec.linux.resources, memory: { limit: 8 * 1024 * 1024 } };
+    });
+    await fx.monitor.start('oom');
+    const st = await fx.monitor.waitExit('oom', { timeoutMs: 30_000 });
+    assert.equal(st.exitCode, 137);
+    assert.equal(st.oomKilled, true);
+  });
+
+  test('cleanup is idempotent and kills a monitor whose container is still running', async () => {
+    const c = await run('gone', ['sleep', '60']);
+    await fx.monitor.start('gone');
+    await fx.monitor.cleanup('gone');
+    await fx.monitor.cleanup('gone');
+    await assert.rejects(new Runc(fx.runtime).state('gone'), (err) => code(err) === 'ERR_RUNC_NOT_FOUND');
+    assert.equal(await processStartTime(c.monitorPid), undefined, 'conmon is gone');
+    assert.equal(await processStartTime(c.pid), undefined, 'the container process is gone');
+  });
+
+  test('conmon memory per container (RSS/PSS)', async (t) => {
+    const ids = ['mem0', 'mem1', 'mem2', 'mem3'];
+    for (const id of ids) {
+      await run(id, ['sleep', '60']);
+      await fx.monitor.start(id);
+    }
+    await sleep(200);
+    const mems = [];
+    for (const id of ids) mems.push((await fx.monitor.monitorMemory(id))!);
+    const kib = (n: number) => Math.round(n / 1024);
+    t.diagnostic(`conmon per container: rss ${mems.map((m) => kib(m.rss)).join('/')} KiB, pss ${mems.map((m) => kib(m.pss)).join('/')} KiB`);
+    for (const m of mems) {
+      assert.ok(m.rss > 0 && m.pss > 0 && m.pss <= m.rss);
+      assert.ok(m.pss < 4 * 1024 * 1024, 'conmon stays small');
+    }
+  });
+});
