@@ -67,8 +67,7 @@ export class Unpacker {
     for (;;) {
       const running = this.inFlight.get(u.chainId);
       if (running === undefined) break;
-      await running.catch(() => undefined);
-      u.signal.throwIfAborted();
+      await untilSettled(running, u.signal);
     }
     const work = this.unpackOnce(u);
     this.inFlight.set(u.chainId, work);
@@ -129,5 +128,20 @@ export class Unpacker {
         });
       }
     }
+  }
+}
+
+/** Waits for `p` to settle (however it ends), or throws the signal's reason once it aborts. */
+async function untilSettled(p: Promise<unknown>, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  let onAbort: () => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([p.then(() => undefined, () => undefined), aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
 }
