@@ -272,12 +272,13 @@ export class LayerWriter {
   private async resolve(rel: string, name: string): Promise<{ path: string; parentExists: boolean }> {
     const slash = rel.lastIndexOf('/');
     if (slash === -1 || this.knownDirs.has(rel.slice(0, slash))) return { path: rel, parentExists: true };
-    const pending = rel.slice(0, slash).split('/');
+    /** Parts still to resolve, the next one last. */
+    const pending = rel.slice(0, slash).split('/').reverse();
     const current: string[] = [];
     /** Index in `current` of the first part the merged view lacks, or -1. */
     let missingAt = -1;
     let hops = 0;
-    for (let part = pending.shift(); part !== undefined; part = pending.shift()) {
+    for (let part = pending.pop(); part !== undefined; part = pending.pop()) {
       if (part === '' || part === '.') continue;
       if (part === '..') {
         current.pop();
@@ -299,7 +300,8 @@ export class LayerWriter {
         const target = readlinkSync(found.path);
         current.pop();
         if (target.startsWith('/')) current.length = 0;
-        pending.unshift(...target.split('/'));
+        const parts = target.split('/');
+        for (let i = parts.length - 1; i >= 0; i--) pending.push(parts[i]!);
       } else if (!found.st.isDirectory()) {
         throw notADirectory(path, name);
       }
@@ -476,6 +478,7 @@ export class LayerWriter {
    * Undefined if nothing, or if this layer hid it.
    */
   private async lowerEntry(rel: string): Promise<{ path: string; st: Stats } | undefined> {
+    if (this.lowers.length === 0) return undefined;
     for (const dir of [...ancestors(rel), rel]) {
       if (this.opaqueDirs.has(dir) && dir !== rel) return undefined;
       if (this.whiteouts.has(dir)) return undefined;
