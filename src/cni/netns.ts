@@ -17,7 +17,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, realpath, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, errorMessage, isErrnoCode } from '../core/errors.js';
@@ -53,7 +53,7 @@ export interface NetnsManagerOptions {
 
 /** Creates, lists and removes the pinned network namespaces of one dir. */
 export class NetnsManager {
-  /** Absolute path of the dir holding the namespace files. */
+  /** Absolute, symlink-free path of the dir holding the namespace files. */
   readonly dir: string;
   private readonly log: Logger | undefined;
   /** This manager bind-mounted the dir onto itself (and so may unmount it). */
@@ -61,13 +61,24 @@ export class NetnsManager {
   private closed = false;
 
   private constructor(dir: string, opts: NetnsManagerOptions) {
-    this.dir = path.resolve(dir);
+    this.dir = dir;
     this.log = opts.log;
   }
 
   /** Create the dir if needed and make it a private mount point. */
   static async open(dir: string, opts: NetnsManagerOptions = {}): Promise<NetnsManager> {
-    const manager = new NetnsManager(dir, opts);
+    let real: string;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+      // Mountinfo shows resolved paths: compare and mount with the real one.
+      real = await realpath(dir);
+    } catch (err) {
+      throw new BerthError('internal', 'ERR_NETNS_DIR', `cannot create netns dir ${dir}: ${errorMessage(err)}`, {
+        context: { dir },
+        cause: err,
+      });
+    }
+    const manager = new NetnsManager(real, opts);
     await manager.prepareDir();
     return manager;
   }
@@ -75,7 +86,6 @@ export class NetnsManager {
   private async prepareDir(): Promise<void> {
     const dir = this.dir;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o711 });
       // A mount left by an earlier run (pods still pinned under it) is kept as it is.
       if (!(await listMountPoints()).includes(dir)) {
         await run('mount', ['--bind', dir, dir]);

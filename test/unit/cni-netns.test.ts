@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { access, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -98,6 +98,26 @@ describe('NetnsManager', () => {
       child.kill('SIGKILL');
       await mgr.close();
     }
+  });
+
+  it('resolves a symlinked dir, so a reopen does not stack mounts', async () => {
+    const real = path.join(tmp, 'real-f');
+    const link = path.join(tmp, 'link-f');
+    await mkdir(real);
+    await symlink(real, link);
+    const first = await NetnsManager.open(link);
+    assert.equal(first.dir, real);
+    const ns = await first.create('kept');
+    assert.equal(ns, path.join(real, 'kept'));
+    const second = await NetnsManager.open(link);
+    try {
+      assert.equal((await listMountPoints()).filter((p) => p === real).length, 1);
+    } finally {
+      await second.remove(ns);
+      await second.close();
+      await first.close();
+    }
+    assert.equal(await isMountPoint(real), false);
   });
 
   it('removes a half-made (unmounted) file and rejects paths outside its dir', async () => {
