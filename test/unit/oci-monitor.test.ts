@@ -3,9 +3,10 @@ import { readFile, rename } from 'node:fs/promises';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBerthError } from '../../src/core/errors.js';
-import { Runc } from '../../src/core/runtime/oci/index.js';
+import { join } from 'node:path';
+import { ConmonMonitor, Runc } from '../../src/core/runtime/oci/index.js';
 import { processStartTime } from '../../src/core/runtime/oci/proc.js';
-import { ociFixture, parseCriLog, processesMentioning, RFC3339_NANO, type OciFixture } from './oci-helpers.js';
+import { CONMON, log, ociFixture, parseCriLog, processesMentioning, RFC3339_NANO, type OciFixture } from './oci-helpers.js';
 
 function code(err: unknown): string {
   return isBerthError(err) ? err.code : String(err);
@@ -188,6 +189,63 @@ describe('conmon monitor', () => {
     await assert.rejects(new Runc(fx.runtime).state('gone'), (err) => code(err) === 'ERR_RUNC_NOT_FOUND');
     assert.equal(await processStartTime(c.monitorPid), undefined, 'conmon is gone');
     assert.equal(await processStartTime(c.pid), undefined, 'the container process is gone');
+  });
+
+  test('waitExit rejects when conmon is gone without an exit file; cleanup still removes the container', async () => {
+    const c = await run('orphan', ['sleep', '60']);
+    await fx.monitor.start('orphan');
+    const waiting = fx.monitor.waitExit('orphan', { timeoutMs: 10_000 });
+    process.kill(c.monitorPid, 'SIGKILL');
+    await assert.rejects(waiting, (err) => code(err) === 'ERR_MONITOR_GONE');
+    assert.equal((await new Runc(fx.runtime).state('orphan')).status, 'running');
+    await fx.monitor.cleanup('orphan');
+    await assert.rejects(new Runc(fx.runtime).state('orphan'), (err) => code(err) === 'ERR_RUNC_NOT_FOUND');
+    assert.equal(await processStartTime(c.pid), undefined);
+  });
+
+  test('a create that hangs past the timeout is undone', async () => {
+    const marker = `hook-${fx.cgroupParent.slice(1)}`;
+    const monitor = new ConmonMonitor({ conmonPath: CONMON, stateDir: join(fx.dir, 'state'), log, createTimeoutMs: 500 });
+    const b = await fx.bundle('hang', ['true'], (spec) => {
+      // A createRuntime hook that outlasts the timeout keeps `runc create` busy.
+      spec.hooks = { createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 5; true', marker] }] };
+    });
+    const t0 = Date.now();
+    await assert.rejects(monitor.createContainer({ id: 'hang', ...b, runtime: fx.runtime }), (err) => code(err) === 'ERR_MONITOR_CREATE_TIMEOUT');
+    assert.ok(Date.now() - t0 < 4000);
+    await assert.rejects(new Runc(fx.runtime).state('hang'), (err) => code(err) === 'ERR_RUNC_NOT_FOUND');
+    await assert.rejects(monitor.record('hang'), (err) => code(err) === 'ERR_MONITOR_NOT_FOUND');
+    assert.deepEqual(await processesMentioning(fx.dir), [], 'conmon and runc create are gone');
+    // The hook itself is runc's business once runc is gone; end it here so it does not outlive the test.
+    for (const p of await processesMentioning(marker)) {
+      const kids = await readFile(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').catch(() => '');
+      for (const k of kids.split(' ').filter((x) => x !== '')) process.kill(Number(k), 'SIGKILL');
+      process.kill(p.pid, 'SIGKILL');
+    }
+  });
+
+  test('create+start latency', async (t) => {
+    const createMs: number[] = [];
+    const startMs: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const id = `lat${i}`;
+      const b = await fx.bundle(id, ['true']);
+      const t0 = performance.now();
+      await fx.monitor.createContainer({ id, ...b, runtime: fx.runtime });
+      const t1 = performance.now();
+      await fx.monitor.start(id);
+      const t2 = performance.now();
+      createMs.push(t1 - t0);
+      startMs.push(t2 - t1);
+      assert.equal((await fx.monitor.waitExit(id, { timeoutMs: 10_000 })).exitCode, 0);
+      await fx.monitor.cleanup(id);
+      fx.ids.delete(id);
+    }
+    const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const total = createMs.map((c, i) => c + startMs[i]!);
+    t.diagnostic(
+      `create p50 ${p50(createMs).toFixed(1)} ms, start p50 ${p50(startMs).toFixed(1)} ms, create+start p50 ${p50(total).toFixed(1)} ms (min ${Math.min(...total).toFixed(1)}, max ${Math.max(...total).toFixed(1)})`,
+    );
   });
 
   test('conmon memory per container (RSS/PSS)', async (t) => {
