@@ -58,7 +58,7 @@ export async function ociFixture(opts: { exitPollMs?: number } = {}): Promise<Oc
       await mkdir(join(rootfs, 'bin'), { recursive: true });
       for (const d of ['proc', 'dev', 'sys', 'tmp']) await mkdir(join(rootfs, d), { recursive: true });
       await copyFile('/bin/busybox', join(rootfs, 'bin', 'busybox'));
-      for (const name of ['sh', 'echo', 'sleep', 'cat', 'dd', 'tail', 'true', 'yes']) {
+      for (const name of ['sh', 'echo', 'sleep', 'cat', 'dd', 'tail', 'head', 'grep', 'true', 'yes', 'stty']) {
         await symlink('busybox', join(rootfs, 'bin', name));
       }
       const spec: Record<string, any> = await defaultSpec();
@@ -127,7 +127,7 @@ export function parseCriLog(text: string): { time: string; stream: string; tag: 
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => {
-      const m = /^(\S+) (stdout|stderr) ([FP]) (.*)$/.exec(l);
+      const m = /^(\S+) (stdout|stderr) ([FP]) ([^\n]*)$/.exec(l);
       if (!m) throw new Error(`bad CRI log line: ${JSON.stringify(l)}`);
       return { time: m[1]!, stream: m[2]!, tag: m[3]!, line: m[4]! };
     });

@@ -90,6 +90,72 @@ describe('conmon monitor', () => {
     assert.equal((await new Runc(fx.runtime).state('dup')).status, 'created');
   });
 
+  test('stdin: with it the container gets an open pipe, without it /dev/null', async () => {
+    const script = ['sh', '-c', 'if read x; then echo read-$x; else echo eof; fi'];
+    const b = await fx.bundle('nostdin', script);
+    await fx.monitor.createContainer({ id: 'nostdin', ...b, runtime: fx.runtime });
+    await fx.monitor.start('nostdin');
+    assert.equal((await fx.monitor.waitExit('nostdin', { timeoutMs: 10_000 })).exitCode, 0);
+    assert.deepEqual(parseCriLog(await readFile(b.logPath, 'utf8')).map((r) => r.line), ['eof']);
+
+    const s = await fx.bundle('stdin', script);
+    await fx.monitor.createContainer({ id: 'stdin', ...s, runtime: fx.runtime, stdin: true, stdinOnce: true });
+    await fx.monitor.start('stdin');
+    await sleep(300);
+    assert.equal(await fx.monitor.exitStatus('stdin'), undefined, 'still waiting on its stdin');
+    assert.equal((await new Runc(fx.runtime).state('stdin')).status, 'running');
+  });
+
+  test('tty: output arrives on stdout through the terminal', async () => {
+    const b = await fx.bundle('tty', ['sh', '-c', 'echo out; echo err >&2; [ -t 1 ] && echo is-a-tty'], (spec) => {
+      spec.process.terminal = true;
+    });
+    await fx.monitor.createContainer({ id: 'tty', ...b, runtime: fx.runtime, tty: true });
+    await fx.monitor.start('tty');
+    assert.equal((await fx.monitor.waitExit('tty', { timeoutMs: 10_000 })).exitCode, 0);
+    const recs = parseCriLog(await readFile(b.logPath, 'utf8'));
+    assert.deepEqual(
+      recs.map((r) => [r.stream, r.line.replace(/\r$/, '')]),
+      [
+        ['stdout', 'out'],
+        ['stdout', 'err'],
+        ['stdout', 'is-a-tty'],
+      ],
+    );
+  });
+
+  test('resize: a tty container sees its new terminal size', async () => {
+    const b = await fx.bundle('resize', ['sh', '-c', 'while :; do echo size-$(stty size | tr " " x); sleep 0.05; done'], (spec) => {
+      spec.process.terminal = true;
+    });
+    await fx.monitor.createContainer({ id: 'resize', ...b, runtime: fx.runtime, tty: true });
+    await fx.monitor.start('resize');
+    await fx.monitor.resize('resize', { width: 123, height: 45 });
+    await waitFor('the new size in the log', async () => ((await readFile(b.logPath, 'utf8')).includes('size-45x123') ? true : undefined));
+    await assert.rejects(fx.monitor.resize('resize', { width: 0, height: 10 }), (err) => code(err) === 'ERR_MONITOR_BAD_SIZE');
+    await run('notty', ['sleep', '10']);
+    await assert.rejects(fx.monitor.resize('notty', { width: 80, height: 24 }), (err) => code(err) === 'ERR_MONITOR_NO_TTY');
+  });
+
+  test("berthd's NOTIFY_SOCKET/LISTEN_* never reach runc or the container", async () => {
+    const saved = { ...process.env };
+    process.env.NOTIFY_SOCKET = join(fx.dir, 'notify.sock');
+    process.env.LISTEN_PID = String(process.pid);
+    process.env.LISTEN_FDS = '1';
+    try {
+      const b = await fx.bundle('env', ['sh', '-c', 'echo notify=${NOTIFY_SOCKET:-none} fds=${LISTEN_FDS:-none}']);
+      await fx.monitor.createContainer({ id: 'env', ...b, runtime: fx.runtime });
+      await fx.monitor.start('env');
+      assert.equal((await fx.monitor.waitExit('env', { timeoutMs: 10_000 })).exitCode, 0);
+      assert.deepEqual(parseCriLog(await readFile(b.logPath, 'utf8')).map((r) => r.line), ['notify=none fds=none']);
+    } finally {
+      for (const k of ['NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_FDS']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    }
+  });
+
   test('stop: SIGTERM is enough for a process that handles it', async () => {
     await run('term', ['sh', '-c', 'trap "exit 7" TERM; while :; do sleep 0.05; done']);
     await fx.monitor.start('term');

@@ -35,6 +35,20 @@ export interface CommandOptions {
 
 const DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024;
 
+/**
+ * Variables that would make runc or conmon hand berthd's systemd sockets or
+ * notify socket to a container (runc passes NOTIFY_SOCKET through; conmon
+ * rewrites LISTEN_PID for its child): never passed on.
+ */
+const PRIVATE_ENV = ['NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'];
+
+/** berthd's environment without the variables above, plus `extra`. */
+export function helperEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of PRIVATE_ENV) delete env[name];
+  return { ...env, ...extra };
+}
+
 /** Collects a stream up to `cap` bytes, reading and dropping the rest so the writer never blocks. */
 function collect(stream: Readable, cap: number): { chunks: Buffer[]; size: () => number; truncated: () => boolean } {
   const chunks: Buffer[] = [];
@@ -71,7 +85,7 @@ export function runCommand(argv: readonly string[], options: CommandOptions = {}
     const child = spawn(file, args, {
       stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       detached: true,
-      env: options.env ?? process.env,
+      env: options.env ?? helperEnv(),
       cwd: options.cwd,
     });
     const out = collect(child.stdout!, cap);

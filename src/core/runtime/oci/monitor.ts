@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, errorMessage, isBerthError, isErrnoCode } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { helperEnv } from './command.js';
 import { DirWatch } from './exit-watch.js';
 import { isSameProcess, processMemory, processStartTime } from './proc.js';
 import { checkContainerId, Runc, type ExecOptions, type ExecResult, type RuntimeHandler } from './runc.js';
@@ -80,7 +81,8 @@ export interface ExitStatus {
   oomKilled: boolean;
 }
 
-/** conmon's control message types on the `ctl` FIFO (1 is a terminal resize). */
+/** conmon's control message types on the `ctl` FIFO. */
+const CTL_RESIZE = 1;
 const CTL_REOPEN_LOG = 2;
 
 const RECORD = 'monitor.json';
@@ -233,7 +235,7 @@ export class ConmonMonitor {
         stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
         detached: true,
         cwd,
-        env: { ...process.env, _OCI_SYNCPIPE: '3' },
+        env: helperEnv({ _OCI_SYNCPIPE: '3' }),
       });
       const sync = child.stdio[3] as Socket;
       let stderr = '';
@@ -602,6 +604,19 @@ export class ConmonMonitor {
       }
       await sleep(5);
     }
+  }
+
+  /** Sets the size of a tty container's terminal (conmon relays it to the pty). */
+  async resize(id: string, size: { width: number; height: number }): Promise<void> {
+    const record = await this.record(id);
+    if (!record.tty) {
+      throw monitorError('ERR_MONITOR_NO_TTY', `container ${id} has no terminal to resize`, id, undefined, 'failed-precondition');
+    }
+    const ok = (n: number) => Number.isInteger(n) && n > 0 && n <= 0xffff;
+    if (!ok(size.width) || !ok(size.height)) {
+      throw monitorError('ERR_MONITOR_BAD_SIZE', `bad terminal size ${size.width}x${size.height}`, id, undefined, 'invalid-argument');
+    }
+    await this.sendCtl(record, CTL_RESIZE, size.height, size.width);
   }
 
   /**
