@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { Capability } from '../../src/generated/api.js';
 import {
   CAPABILITY_NAMES,
@@ -8,7 +11,7 @@ import {
   chooseCapabilities,
   normalizeCapability,
 } from '../../src/core/runtime/spec/capabilities.js';
-import { boundingMaskFromStatus } from '../../src/core/runtime/spec/host.js';
+import { boundingMaskFromStatus, hostFacts } from '../../src/core/runtime/spec/host.js';
 
 /** This host's bounding set: everything up to CAP_CHECKPOINT_RESTORE but CAP_SYS_RESOURCE. */
 const HOST_MASK = '000001fffeffffff';
@@ -104,4 +107,15 @@ test('capability rules (table)', () => {
 
 test('an unknown capability name is an error', () => {
   assert.throws(() => chooseCapabilities(cap(['NOPE'], []), false, HOST), { code: 'ERR_SPEC_CAPABILITY_UNKNOWN' });
+});
+
+test('hostFacts agrees with /proc and statfs on this host', async () => {
+  const facts = await hostFacts();
+  const status = await readFile('/proc/self/status', 'utf8');
+  assert.deepEqual(facts.capabilities, capabilitiesFromMask(boundingMaskFromStatus(status)));
+  assert.equal(facts.oomScoreAdjFloor, Number((await readFile('/proc/self/oom_score_adj', 'utf8')).trim()));
+  const fsType = execFileSync('stat', ['-f', '-c', '%T', '/sys/fs/cgroup'], { encoding: 'utf8' }).trim();
+  assert.equal(facts.cgroupVersion, fsType === 'cgroup2fs' ? 2 : 1);
+  if (facts.cgroupVersion === 1) assert.equal(facts.swapAccounting, existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'));
+  assert.equal(facts.apparmor, existsSync('/sys/module/apparmor/parameters/enabled') && readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y');
 });

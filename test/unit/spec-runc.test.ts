@@ -249,3 +249,43 @@ test('a privileged container runs with every capability of the host (no CAP_SYS_
   assert.ok(Number(timerBytes) > 0, 'nothing masked');
   assert.ok(spec.linux.devices.length > 5, 'host devices passed in');
 });
+
+test('CRI volume (read-only) and device mounts, oom_score_adj, and a TARGET pid namespace', async () => {
+  const vol = path.join(tmp, 'vol');
+  await mkdir(vol, { recursive: true });
+  await writeFile(path.join(vol, 'hello'), 'from the host\n');
+  const { result, notes } = await container({
+    ...sh('cat /data/hello; touch /data/x; echo touch=$?; echo hi > /dev/mynull && echo dev=ok; cat /proc/self/oom_score_adj; cat /proc/1/comm'),
+    mounts: [{ containerPath: '/data', hostPath: vol, readonly: true }],
+    devices: [{ containerPath: '/dev/mynull', hostPath: '/dev/null', permissions: 'rw' }],
+    linux: {
+      resources: { oomScoreAdj: 500n },
+      securityContext: { namespaceOptions: { ...ns, pid: NamespaceMode.POD } },
+    },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(notes, []);
+  assert.equal(result.stdout, 'from the host\ntouch=1\ndev=ok\n500\nsleep\n');
+
+  // Below berthd's own score: raised to it and reported.
+  const low = await container({ ...sh('cat /proc/self/oom_score_adj'), linux: { resources: { oomScoreAdj: -1000n }, securityContext: { namespaceOptions: ns } } });
+  assert.equal(low.result.code, 0, low.result.stderr);
+  assert.equal(low.result.stdout.trim(), String(host.oomScoreAdjFloor));
+  if (host.oomScoreAdjFloor > -1000) assert.deepEqual(low.notes, [{ kind: 'oom-score-adj-clamped', requested: -1000, applied: host.oomScoreAdjFloor }]);
+
+  const target = await containerSpec({
+    id: `spec-ctr-${process.pid}-target`,
+    sandbox,
+    targetPid: sandbox.pid,
+    config: ContainerConfig.fromPartial<DeepPartial<ContainerConfig>>({
+      ...sh('cat /proc/1/comm'),
+      linux: { securityContext: { namespaceOptions: { ...ns, pid: NamespaceMode.TARGET, targetId: 'sandbox' } } },
+    }),
+    image: { config: { env: [], entrypoint: [], cmd: [] } },
+    rootfs,
+    host,
+    passwd: rootfsPasswd(rootfs),
+  });
+  const targetRun = await runContainer(`spec-ctr-${process.pid}-target`, target.spec);
+  assert.equal(targetRun.stdout, 'sleep\n', targetRun.stderr);
+});
