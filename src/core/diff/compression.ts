@@ -40,9 +40,9 @@ export function sniffCompression(head: Uint8Array): Compression | 'bzip2' | 'xz'
 export function decompressor(c: Compression): Transform | undefined {
   switch (c) {
     case 'gzip':
-      return createGunzip();
+      return createGunzip({ chunkSize: 256 << 10 });
     case 'zstd':
-      return createZstdDecompress();
+      return createZstdDecompress({ chunkSize: 256 << 10 });
     case 'none':
       return undefined;
   }
