@@ -235,6 +235,15 @@ test('seccomp RuntimeDefault refuses unshare(2); Unconfined allows it', async ()
     linux: { securityContext: { namespaceOptions: ns, seccomp: { profileType: SecurityProfile_ProfileType.Unconfined } } },
   });
   assert.equal(unconfined.result.stdout, 'rc=0\n', unconfined.result.stderr);
+  // A non-root user without no_new_privs: runc must load the filter while it still may.
+  const asUser = await container({
+    ...sh('id -u; unshare -U true; echo rc=$?'),
+    linux: {
+      securityContext: { namespaceOptions: ns, runAsUser: { value: 1234n }, noNewPrivs: false, seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault } },
+    },
+  });
+  assert.equal(asUser.result.code, 0, asUser.result.stderr);
+  assert.equal(asUser.result.stdout, '1234\nrc=1\n');
 });
 
 test('a privileged container runs with every capability of the host (no CAP_SYS_RESOURCE trap)', async () => {

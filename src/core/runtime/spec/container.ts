@@ -7,13 +7,12 @@
 import os from 'node:os';
 import path from 'node:path';
 import { BerthError } from '../../errors.js';
-import { SupplementalGroupsPolicy } from '../../../generated/api.js';
+import { NamespaceMode, SupplementalGroupsPolicy } from '../../../generated/api.js';
 import { chooseApparmor } from './apparmor.js';
 import { chooseCapabilities } from './capabilities.js';
 import { criDevices, hostDevices } from './devices.js';
 import { defaultMounts, planMounts, podFileMounts } from './mounts.js';
 import { containerNamespaces, namespaceModes } from './namespaces.js';
-import { NamespaceMode } from '../../../generated/api.js';
 import { processArgs, processCwd, processEnv } from './process.js';
 import { clampOomScoreAdj, containerResources, safeNumber } from './resources.js';
 import { chooseSeccomp } from './seccomp.js';
