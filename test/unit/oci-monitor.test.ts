@@ -4,7 +4,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBerthError } from '../../src/core/errors.js';
 import { join } from 'node:path';
-import { ConmonMonitor, Runc } from '../../src/core/runtime/oci/index.js';
+import { ConmonMonitor, Runc, splitCriLog } from '../../src/core/runtime/oci/index.js';
 import { processStartTime } from '../../src/core/runtime/oci/proc.js';
 import { CONMON, log, ociFixture, parseCriLog, processesMentioning, RFC3339_NANO, type OciFixture } from './oci-helpers.js';
 
@@ -21,6 +21,27 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 1
     await sleep(20);
   }
 }
+
+test('splitCriLog rebuilds both streams byte for byte and caps each', () => {
+  const log = Buffer.from(
+    [
+      '2026-01-01T00:00:00.000000001+00:00 stdout P abc',
+      '2026-01-01T00:00:00.000000002+00:00 stderr F e1',
+      '2026-01-01T00:00:00.000000003+00:00 stdout F def',
+      '2026-01-01T00:00:00.000000004+00:00 stdout F ',
+      '2026-01-01T00:00:00.000000005+00:00 stderr P tail',
+      '',
+    ].join('\n'),
+  );
+  const all = splitCriLog(log, 1024);
+  assert.equal(all.stdout.toString(), 'abcdef\n\n');
+  assert.equal(all.stderr.toString(), 'e1\ntail');
+  assert.equal(all.stdoutTruncated || all.stderrTruncated, false);
+  const capped = splitCriLog(log, 4);
+  assert.equal(capped.stdout.toString(), 'abcd');
+  assert.equal(capped.stderr.toString(), 'e1\nt');
+  assert.equal(capped.stdoutTruncated && capped.stderrTruncated, true);
+});
 
 describe('conmon monitor', () => {
   let fx: OciFixture;
@@ -179,7 +200,7 @@ describe('conmon monitor', () => {
     assert.equal((await fx.monitor.stop('kill', 1)).exitCode, 137);
   });
 
-  test('exec: output capture, exit code, timeout, and a missing binary', async () => {
+  test('exec (conmon exec mode): output capture, exit code, timeout, background children, errors', async () => {
     const c = await run('exec', ['sleep', '60']);
     await fx.monitor.start('exec');
     const proc = (args: string[]) => ({ ...(c.spec as any).process, args });
@@ -195,6 +216,7 @@ describe('conmon monitor', () => {
     assert.equal(slow.exitCode, -1);
     assert.equal(slow.stdout.toString(), 'before\n');
     assert.ok(Date.now() - t0 < 5000);
+    assert.ok(Date.now() - t0 >= 1000, 'the timeout counts in whole seconds');
     // The exec'd sleep is gone (at most a zombie, since the container's init does not reap):
     // the only live sleep is the container's own.
     const ps = await fx.monitor.exec('exec', proc(['sh', '-c', 'cat /proc/[0-9]*/stat | grep -v ") Z " | grep -c "(sleep)"']), {
@@ -202,13 +224,35 @@ describe('conmon monitor', () => {
     });
     assert.equal(ps.stdout.toString().trim(), '1', 'only the init sleep is alive');
 
-    const big = await fx.monitor.exec('exec', proc(['sh', '-c', 'yes | head -c 100000']), { timeoutMs: 10_000, maxOutputBytes: 1000 });
-    assert.equal(big.stdout.length, 1000);
+    const line = 'y'.repeat(99);
+    const big = await fx.monitor.exec('exec', proc(['sh', '-c', `yes ${line} | head -c 100000`]), { timeoutMs: 10_000, maxOutputBytes: 1000 });
+    assert.equal(big.stdout.toString(), `${line}\n`.repeat(10));
     assert.equal(big.stdoutTruncated, true);
+    assert.equal(big.stderrTruncated, true, 'conmon stopped logging at its limit');
+
+    // Output comes back byte for byte, lines without a newline included.
+    const exact = await fx.monitor.exec('exec', proc(['sh', '-c', 'printf "a\\r\\n\\nb"; printf "x\\ty" >&2']), { timeoutMs: 10_000 });
+    assert.equal(exact.stdout.toString(), 'a\r\n\nb');
+    assert.equal(exact.stderr.toString(), 'x\ty');
+    assert.equal(exact.stdoutTruncated || exact.stderrTruncated, false);
 
     await assert.rejects(fx.monitor.exec('exec', proc(['/no/such/binary']), { timeoutMs: 10_000 }), (err) => {
       assert.equal(code(err), 'ERR_RUNC_EXEC');
       assert.match((err as Error).message, /no such file|not found/i);
+      return true;
+    });
+
+    // A background process that keeps stdout open does not hold the exec past its own exit.
+    const t1 = Date.now();
+    const bg = await fx.monitor.exec('exec', proc(['sh', '-c', 'sleep 3 & echo started']), { timeoutMs: 0 });
+    assert.equal(bg.exitCode, 0);
+    assert.equal(bg.stdout.toString(), 'started\n');
+    assert.ok(Date.now() - t1 < 2000, 'returned before the background sleep ended');
+
+    await fx.monitor.stop('exec', 0);
+    await assert.rejects(fx.monitor.exec('exec', proc(['true'])), (err) => {
+      assert.equal(code(err), 'ERR_RUNC_NOT_RUNNING');
+      assert.equal(isBerthError(err) && err.context.container, 'exec');
       return true;
     });
   });
@@ -312,6 +356,20 @@ describe('conmon monitor', () => {
     t.diagnostic(
       `create p50 ${p50(createMs).toFixed(1)} ms, start p50 ${p50(startMs).toFixed(1)} ms, create+start p50 ${p50(total).toFixed(1)} ms (min ${Math.min(...total).toFixed(1)}, max ${Math.max(...total).toFixed(1)})`,
     );
+  });
+
+  test('exec latency', async (t) => {
+    const c = await run('execlat', ['sleep', '60']);
+    await fx.monitor.start('execlat');
+    const ms: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      const r = await fx.monitor.exec('execlat', { ...(c.spec as any).process, args: ['true'] }, { timeoutMs: 10_000 });
+      ms.push(performance.now() - t0);
+      assert.equal(r.exitCode, 0);
+    }
+    ms.sort((a, b) => a - b);
+    t.diagnostic(`exec p50 ${ms[10]!.toFixed(1)} ms (min ${ms[0]!.toFixed(1)}, max ${ms[19]!.toFixed(1)})`);
   });
 
   test('conmon memory per container (RSS/PSS)', async (t) => {

@@ -18,10 +18,8 @@ export interface CommandResult {
 export interface CommandOptions {
   /** Written to the child's stdin, which is then closed. Without it stdin is /dev/null. */
   stdin?: string | Uint8Array;
-  /** SIGKILL the child's whole process group after this long. */
+  /** SIGKILL the child's whole process group after this long (0 or unset: no limit). */
   timeoutMs?: number;
-  /** Called when the timeout fires, just before the group is killed (to kill what left the group). */
-  onTimeout?: () => void;
   /** Cap on each of stdout and stderr; bytes past it are read and dropped. */
   maxOutputBytes?: number;
   env?: NodeJS.ProcessEnv;
@@ -103,11 +101,10 @@ export function runCommand(argv: readonly string[], options: CommandOptions = {}
       }
     };
     const timer =
-      options.timeoutMs === undefined
+      options.timeoutMs === undefined || options.timeoutMs <= 0
         ? undefined
         : setTimeout(() => {
             timedOut = true;
-            options.onTimeout?.();
             killGroup();
           }, options.timeoutMs);
 

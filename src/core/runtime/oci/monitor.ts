@@ -9,7 +9,8 @@ import type { Logger } from '../../log.js';
 import { helperEnv } from './command.js';
 import { DirWatch } from './exit-watch.js';
 import { isSameProcess, processMemory, processStartTime } from './proc.js';
-import { checkContainerId, Runc, type ExecOptions, type ExecResult, type RuntimeHandler } from './runc.js';
+import { conmonExec, type ExecOptions, type ExecResult } from './exec-sync.js';
+import { checkContainerId, Runc, type RuntimeHandler } from './runc.js';
 
 export interface MonitorOptions {
   /** Path of the conmon binary. */
@@ -124,9 +125,9 @@ export class ConmonMonitor {
     return join(this.containersDir, id);
   }
 
-  /** A runc for the container's handler, with its exec scratch files kept in its state dir. */
+  /** A runc for the container's handler. */
   runcFor(record: MonitorRecord): Runc {
-    return new Runc(record.runtime, this.persistDir(record.id));
+    return new Runc(record.runtime);
   }
 
   /**
@@ -555,10 +556,13 @@ export class ConmonMonitor {
     }
   }
 
-  /** Runs a process in the container and waits for it (ExecSync): see Runc.exec. */
+  /** Runs a process in the container and waits for it (ExecSync): see conmonExec. */
   async exec(id: string, processSpec: object, options: ExecOptions = {}): Promise<ExecResult> {
     const r = await this.record(id);
-    return this.runcFor(r).exec(id, processSpec, options);
+    return conmonExec(
+      { conmonPath: this.opts.conmonPath, runtime: r.runtime, id, process: processSpec, scratchDir: this.persistDir(id) },
+      options,
+    );
   }
 
   /** Writes one control line to conmon's `ctl` FIFO; fails if conmon is not reading it. */

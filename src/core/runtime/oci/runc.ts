@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { BerthError, errorMessage, type ErrorKind } from '../../errors.js';
 import { runCommand, type CommandResult } from './command.js';
 
@@ -27,45 +23,9 @@ export interface RuncState {
   annotations?: Record<string, string>;
 }
 
-export interface ExecOptions {
-  /** Kill the exec'd process (and the runc driving it) after this long. */
-  timeoutMs?: number;
-  /** Cap on each of stdout and stderr (default 16 MiB); the rest is dropped. */
-  maxOutputBytes?: number;
-}
-
-export interface ExecResult {
-  /** The process's exit code (128+signal when it died of a signal); -1 when it timed out. */
-  exitCode: number;
-  stdout: Buffer;
-  stderr: Buffer;
-  timedOut: boolean;
-  stdoutTruncated: boolean;
-  stderrTruncated: boolean;
-}
-
 /** Default time a plain runc call (state, kill, delete...) may take before it is killed. */
 const COMMAND_TIMEOUT_MS = 60_000;
-const EXEC_MAX_OUTPUT = 16 * 1024 * 1024;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-
-/** SIGKILLs the process group led by the pid in `pidPath` (an exec'd process), if it was written. */
-function killExecGroup(pidPath: string): void {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidPath, 'utf8').trim());
-  } catch {
-    return; // Not started yet: killing runc stops the start.
-  }
-  if (!(pid > 1)) return;
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, 'SIGKILL');
-    } catch {
-      // Gone already.
-    }
-  }
-}
 
 /** Throws unless `id` is an id runc and the file system can take as a name. */
 export function checkContainerId(id: string): void {
@@ -84,14 +44,15 @@ export function runcMessage(stderr: Buffer | string): string {
   return m ? m[1]!.replace(/\\"/g, '"') : last;
 }
 
-function kindOf(message: string): { kind: ErrorKind; code: string } {
+/** Maps runc's error message to an error kind and code. */
+export function runcErrorKind(message: string): { kind: ErrorKind; code: string } {
   if (/container does not exist|container .* does not exist/.test(message)) {
     return { kind: 'not-found', code: 'ERR_RUNC_NOT_FOUND' };
   }
   if (/container with id exists|already exists/.test(message)) {
     return { kind: 'already-exists', code: 'ERR_RUNC_EXISTS' };
   }
-  if (/not running|process already finished|container not running|cannot start .* stopped|is stopped/.test(message)) {
+  if (/not running|process already finished|container not running|cannot start .* stopped|is stopped|cannot exec in a stopped/.test(message)) {
     return { kind: 'failed-precondition', code: 'ERR_RUNC_NOT_RUNNING' };
   }
   return { kind: 'internal', code: 'ERR_RUNC_FAILED' };
@@ -106,14 +67,10 @@ export class Runc {
   readonly binary: string;
   readonly root: string;
   readonly logPath: string | undefined;
-  private readonly scratchDir: string;
-
-  /** `scratchDir` holds exec process specs and pid files while an exec runs (default: the OS temp dir). */
-  constructor(handler: RuntimeHandler, scratchDir: string = tmpdir()) {
+  constructor(handler: RuntimeHandler) {
     this.binary = handler.binary;
     this.root = handler.root;
     this.logPath = handler.logPath;
-    this.scratchDir = scratchDir;
   }
 
   /** Global flags, before the subcommand: `--root R [--log F --log-format json]`. */
@@ -146,7 +103,7 @@ export class Runc {
     }
     if (result.code !== 0) {
       const message = runcMessage(result.stderr) || `exit ${result.code ?? result.signal}`;
-      const { kind, code } = kindOf(message);
+      const { kind, code } = runcErrorKind(message);
       throw new BerthError(kind, code, `runc ${op}${id === undefined ? '' : ` ${id}`}: ${message}`, {
         context: { container: id, op, binary: this.binary, root: this.root, runcMessage: message },
       });
@@ -190,58 +147,5 @@ export class Runc {
   async update(id: string, resources: object): Promise<void> {
     checkContainerId(id);
     await this.run('update', id, ['update', '--resources', '-', id], { stdin: JSON.stringify(resources) });
-  }
-
-  /**
-   * Runs an OCI process (`process` object of a spec) in the container and
-   * waits for it: `runc exec --process <file>` with stdout/stderr captured up
-   * to a cap. On timeout the exec'd process's group (runc init makes it a
-   * session leader, so its pid is its group) and runc's are SIGKILLed and
-   * `timedOut` is set. Throws when runc could not start the process at all.
-   */
-  async exec(id: string, process: object, options: ExecOptions = {}): Promise<ExecResult> {
-    checkContainerId(id);
-    await mkdir(this.scratchDir, { recursive: true });
-    const dir = await mkdtemp(join(this.scratchDir, `exec-${id.slice(0, 12)}-`));
-    try {
-      const specPath = join(dir, 'process.json');
-      const pidPath = join(dir, 'pid');
-      await writeFile(specPath, JSON.stringify(process));
-      const argv = [this.binary, ...this.globalArgs(), 'exec', '--process', specPath, '--pid-file', pidPath, id];
-      let r: CommandResult;
-      try {
-        r = await runCommand(argv, {
-          timeoutMs: options.timeoutMs,
-          onTimeout: () => killExecGroup(pidPath),
-          maxOutputBytes: options.maxOutputBytes ?? EXEC_MAX_OUTPUT,
-        });
-      } catch (err) {
-        throw new BerthError('unavailable', 'ERR_RUNC_SPAWN', `cannot run ${this.binary}: ${errorMessage(err)}`, {
-          context: { container: id, op: 'exec', binary: this.binary },
-          cause: err,
-        });
-      }
-      const started = await readFile(pidPath, 'utf8').then(
-        (s) => s.trim() !== '',
-        () => false,
-      );
-      if (!started && !r.timedOut) {
-        const message = runcMessage(r.stderr) || `exit ${r.code ?? r.signal}`;
-        const { kind, code } = kindOf(message);
-        throw new BerthError(kind, code === 'ERR_RUNC_FAILED' ? 'ERR_RUNC_EXEC' : code, `runc exec ${id}: ${message}`, {
-          context: { container: id, op: 'exec', binary: this.binary, runcMessage: message },
-        });
-      }
-      return {
-        exitCode: r.timedOut ? -1 : (r.code ?? -1),
-        stdout: r.stdout,
-        stderr: r.stderr,
-        timedOut: r.timedOut,
-        stdoutTruncated: r.stdoutTruncated,
-        stderrTruncated: r.stderrTruncated,
-      };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
   }
 }

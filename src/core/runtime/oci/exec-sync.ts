@@ -1,0 +1,213 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { BerthError } from '../../errors.js';
+import { helperEnv } from './command.js';
+import { Runc, runcErrorKind, type RuntimeHandler } from './runc.js';
+
+export interface ExecOptions {
+  /**
+   * Kill the exec'd process (its whole process group) after this long; conmon
+   * counts whole seconds, so this is rounded up. 0 or unset: no limit.
+   */
+  timeoutMs?: number;
+  /** Cap on each of stdout and stderr (default 16 MiB); the rest is dropped. */
+  maxOutputBytes?: number;
+}
+
+export interface ExecResult {
+  /** The process's exit code (128+signal when it died of a signal); -1 when it timed out. */
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+  timedOut: boolean;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+}
+
+export interface ExecRequest {
+  conmonPath: string;
+  runtime: RuntimeHandler;
+  id: string;
+  /** The OCI `process` object to run. */
+  process: object;
+  /** A directory for the process spec, pid file and output log of this one exec (removed afterwards). */
+  scratchDir: string;
+}
+
+const EXEC_MAX_OUTPUT = 16 * 1024 * 1024;
+/** conmon's message when `-T` fired (it then reports -1). */
+const TIMED_OUT = 'command timed out';
+
+/**
+ * Splits conmon's CRI-format output log back into the two streams, byte for
+ * byte: a `P` record is a piece without its newline (conmon adds one to end
+ * the record), an `F` record a whole line whose newline is kept.
+ */
+export function splitCriLog(log: Buffer, cap: number): Pick<ExecResult, 'stdout' | 'stderr' | 'stdoutTruncated' | 'stderrTruncated'> {
+  const parts = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+  const size = { stdout: 0, stderr: 0 };
+  const truncated = { stdout: false, stderr: false };
+  let pos = 0;
+  while (pos < log.length) {
+    let end = log.indexOf(0x0a, pos);
+    if (end < 0) end = log.length;
+    const rec = log.subarray(pos, end);
+    pos = end + 1;
+    // <timestamp> <stream> <tag> <content>
+    const s1 = rec.indexOf(0x20);
+    const s2 = s1 < 0 ? -1 : rec.indexOf(0x20, s1 + 1);
+    const s3 = s2 < 0 ? -1 : rec.indexOf(0x20, s2 + 1);
+    if (s3 < 0) continue;
+    const stream = rec.subarray(s1 + 1, s2).toString();
+    if (stream !== 'stdout' && stream !== 'stderr') continue;
+    const full = rec.subarray(s2 + 1, s3).toString() === 'F';
+    const content = rec.subarray(s3 + 1);
+    const piece = full ? Buffer.concat([content, Buffer.from('\n')]) : content;
+    const room = cap - size[stream];
+    if (piece.length > room) {
+      truncated[stream] = true;
+      if (room > 0) parts[stream].push(piece.subarray(0, room));
+      size[stream] = cap;
+    } else {
+      parts[stream].push(piece);
+      size[stream] += piece.length;
+    }
+  }
+  return {
+    stdout: Buffer.concat(parts.stdout),
+    stderr: Buffer.concat(parts.stderr),
+    stdoutTruncated: truncated.stdout,
+    stderrTruncated: truncated.stderr,
+  };
+}
+
+/**
+ * ExecSync through conmon's exec mode (`conmon -e --sync`, as CRI-O does):
+ * conmon runs `runc exec --detach`, becomes the process's subreaper, reports
+ * its exit code on the sync pipe as soon as it exits (a background child that
+ * keeps stdout open does not hold the call, which plain `runc exec` does), and
+ * on `-T` kills its process group and reports "command timed out". Output is
+ * collected from the CRI log conmon writes.
+ */
+export async function conmonExec(req: ExecRequest, options: ExecOptions = {}): Promise<ExecResult> {
+  const { id } = req;
+  const cap = options.maxOutputBytes ?? EXEC_MAX_OUTPUT;
+  await mkdir(req.scratchDir, { recursive: true });
+  const dir = await mkdtemp(join(req.scratchDir, 'exec-'));
+  try {
+    // The limit is on conmon's log, where each line carries ~45 bytes of
+    // timestamp and tags: output in very short lines keeps less than `cap`.
+    const logMax = 4 * cap;
+    const specPath = join(dir, 'process.json');
+    const logPath = join(dir, 'output.log');
+    await writeFile(specPath, JSON.stringify(req.process));
+    const args = [
+      '--api-version', '1',
+      '--sync',
+      '-e',
+      '--exec-process-spec', specPath,
+      '-c', id,
+      '-u', id,
+      '-n', id,
+      '-r', req.runtime.binary,
+      '-p', join(dir, 'pid'),
+      '-l', `k8s-file:${logPath}`,
+      '--log-global-size-max', String(logMax),
+      '--log-level', 'info',
+    ];
+    for (const a of new Runc(req.runtime).globalArgs()) args.push('--runtime-arg', a);
+    if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
+      args.push('-T', String(Math.ceil(options.timeoutMs / 1000)));
+    }
+    const messages = await runConmonSync(req.conmonPath, args, dir, id);
+    // First message: the exec'd pid (or <= 0 with runc's error); second: its exit code.
+    const first = messages[0];
+    if (first === undefined || first.data <= 0) {
+      throw execError(id, first?.message?.trim() || 'conmon reported no process');
+    }
+    const last = messages[1];
+    if (last === undefined) throw execError(id, 'conmon exited without reporting an exit code');
+    const timedOut = last.data === -1 && last.message === TIMED_OUT;
+    if (last.data < 0 && !timedOut) throw execError(id, last.message?.trim() || `exit ${last.data}`);
+    let log: Buffer;
+    const fh = await open(logPath, 'r').catch(() => undefined);
+    if (fh) {
+      try {
+        log = await fh.readFile();
+      } finally {
+        await fh.close();
+      }
+    } else {
+      log = Buffer.alloc(0);
+    }
+    const out = splitCriLog(log, cap);
+    if (log.length >= logMax) {
+      // conmon stopped writing at its limit: whatever stream was still going lost its tail.
+      out.stdoutTruncated = true;
+      out.stderrTruncated = true;
+    }
+    return { exitCode: timedOut ? -1 : last.data, timedOut, ...out };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function execError(id: string, why: string): BerthError {
+  const { kind, code } = runcErrorKind(why);
+  return new BerthError(kind, code === 'ERR_RUNC_FAILED' ? 'ERR_RUNC_EXEC' : code, `exec in ${id}: ${why}`, {
+    context: { container: id, op: 'exec', runcMessage: why },
+  });
+}
+
+interface SyncMessage {
+  data: number;
+  message?: string;
+}
+
+/** Runs conmon in --sync mode (it stays our child) and collects its JSON lines from fd 3. */
+function runConmonSync(conmonPath: string, args: string[], cwd: string, id: string): Promise<SyncMessage[]> {
+  return new Promise<SyncMessage[]>((resolve, reject) => {
+    const child = spawn(conmonPath, args, {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      detached: true,
+      cwd,
+      env: helperEnv({ _OCI_SYNCPIPE: '3' }),
+    });
+    const sync = child.stdio[3] as Socket;
+    let text = '';
+    let stderr = '';
+    sync.on('data', (b: Buffer) => {
+      text += b.toString();
+    });
+    sync.on('error', () => {
+      // Judged when conmon exits.
+    });
+    child.stderr!.on('data', (b: Buffer) => {
+      if (stderr.length < 64 * 1024) stderr += b.toString();
+    });
+    child.once('error', (err) => {
+      reject(
+        new BerthError('unavailable', 'ERR_MONITOR_SPAWN', `cannot run ${conmonPath}: ${err.message}`, {
+          context: { container: id },
+          cause: err,
+        }),
+      );
+    });
+    child.once('close', () => {
+      const messages: SyncMessage[] = [];
+      for (const line of text.split('\n')) {
+        if (line.trim() === '') continue;
+        try {
+          const m = JSON.parse(line) as { data?: number; message?: string };
+          if (typeof m.data === 'number') messages.push({ data: m.data, message: m.message });
+        } catch {
+          // Not a sync message.
+        }
+      }
+      if (messages.length === 0 && stderr.trim() !== '') messages.push({ data: -1, message: stderr.trim() });
+      resolve(messages);
+    });
+  });
+}
