@@ -77,4 +77,45 @@ describe('a container outlives the process that created it', () => {
       await exited;
     }
   });
+
+  test('SIGKILL of the creator mid-create: the half-made container is found and cleaned up', async () => {
+    const id = 'halfway';
+    const marker = `hook-${fx.cgroupParent.slice(1)}`;
+    const b = await fx.bundle(id, ['true'], (spec) => {
+      // A createRuntime hook that keeps `runc create` busy for longer than this test.
+      spec.hooks = { createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 20; true', marker] }] };
+    });
+    const stateDir = join(fx.dir, 'state');
+    const child = spawn(process.execPath, [childScript, stateDir, JSON.stringify({ id, ...b, runtime: fx.runtime })], {
+      stdio: ['ignore', 'ignore', 'ignore'],
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      const fresh = new ConmonMonitor({ conmonPath: CONMON, stateDir, log });
+      const conmonPidFile = join(fresh.persistDir(id), 'conmon.pid');
+      for (let i = 0; i < 200 && (await readFile(conmonPidFile, 'utf8').catch(() => '')) === ''; i++) await sleep(20);
+      await sleep(200);
+      child.kill('SIGKILL');
+      await exited;
+      const records = await fresh.list();
+      assert.deepEqual(
+        records.map((r) => [r.id, r.pid, r.monitorPid]),
+        [[id, 0, 0]],
+        'a record of an unfinished create',
+      );
+      assert.equal((await processesMentioning(fresh.persistDir(id))).length > 0, true, 'conmon is still at it');
+      await fresh.cleanup(id);
+      assert.deepEqual(await processesMentioning(fx.dir), [], 'conmon and runc create are gone');
+      await assert.rejects(new Runc(fx.runtime).state(id), /does not exist/);
+      assert.deepEqual(await fresh.list(), []);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+      for (const p of await processesMentioning(marker)) {
+        const kids = await readFile(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').catch(() => '');
+        for (const k of kids.split(' ').filter((x) => x !== '')) process.kill(Number(k), 'SIGKILL');
+        process.kill(p.pid, 'SIGKILL');
+      }
+    }
+  });
 });

@@ -61,7 +61,9 @@ export interface MonitorRecord {
   runtime: RuntimeHandler;
   tty: boolean;
   stdin: boolean;
+  /** The container's init pid; 0 while the create is under way (or if berthd died during it: clean it up). */
   pid: number;
+  /** conmon's pid; 0 until the create finished. */
   monitorPid: number;
   /** conmon's start time (clock ticks, /proc/<pid>/stat) so a recycled pid is never taken for it. */
   monitorStartTime: number;
@@ -156,6 +158,19 @@ export class ConmonMonitor {
       await writeFile(join(req.bundle, 'config.json'), JSON.stringify(req.spec));
       await mkdir(dirname(req.logPath), { recursive: true });
       const args = this.conmonArgs(req, dir);
+      const base = {
+        id,
+        bundle: req.bundle,
+        logPath: req.logPath,
+        runtime: { ...req.runtime },
+        tty: req.tty ?? false,
+        stdin: req.stdin ?? false,
+        exitFile,
+        attachSocket: join(req.bundle, 'attach'),
+        ctlFifo: join(req.bundle, 'ctl'),
+      };
+      // Written first so that if berthd dies mid-create, cleanup() still knows the runtime to ask.
+      await this.writeRecord({ ...base, pid: 0, monitorPid: 0, monitorStartTime: 0, createdAt: '' });
       const started = Date.now();
       const { pid, monitorPid } = await this.spawnConmon(id, args, dir, conmonPidFile, (p) => {
         conmonPid = p;
@@ -165,22 +180,7 @@ export class ConmonMonitor {
       if (monitorStartTime === undefined) {
         throw monitorError('ERR_MONITOR_DIED', `conmon for ${id} exited right after creating the container`, id);
       }
-      const record: MonitorRecord = {
-        id,
-        bundle: req.bundle,
-        logPath: req.logPath,
-        runtime: { ...req.runtime },
-        tty: req.tty ?? false,
-        stdin: req.stdin ?? false,
-        pid,
-        monitorPid,
-        monitorStartTime,
-        createdAt: new Date().toISOString(),
-        exitFile,
-        attachSocket: join(req.bundle, 'attach'),
-        ctlFifo: join(req.bundle, 'ctl'),
-      };
-      await this.writeRecord(record);
+      await this.writeRecord({ ...base, pid, monitorPid, monitorStartTime, createdAt: new Date().toISOString() });
       this.log.debug({ container: id, pid, monitorPid, ms: Date.now() - started }, 'container created under conmon');
       return { pid, monitorPid };
     } catch (err) {
@@ -359,6 +359,27 @@ export class ConmonMonitor {
     }
     await rm(this.persistDir(id), { recursive: true, force: true });
     await rm(join(this.exitsDir, id), { force: true });
+  }
+
+  /**
+   * After a create that never finished: conmon's pid is only in its pid file.
+   * It is taken for conmon only if its command line names this container's
+   * state dir (a recycled pid would not).
+   */
+  private async killUnrecordedConmon(id: string): Promise<void> {
+    const pid = await readFile(join(this.persistDir(id), 'conmon.pid'), 'utf8').then(
+      (s) => Number(s.trim()),
+      () => 0,
+    );
+    if (!(pid > 1)) return;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.split('\0').includes(this.persistDir(id))) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    await this.waitGone(pid, 2000);
   }
 
   private async waitGone(pid: number, ms: number): Promise<boolean> {
@@ -642,7 +663,8 @@ export class ConmonMonitor {
       } catch (err) {
         if (!(isBerthError(err) && err.code === 'ERR_RUNC_NOT_FOUND')) throw err;
       }
-      if (await isSameProcess(record.monitorPid, record.monitorStartTime)) {
+      if (record.monitorPid === 0) await this.killUnrecordedConmon(id);
+      else if (await isSameProcess(record.monitorPid, record.monitorStartTime)) {
         // With its container gone conmon writes the exit file and leaves by itself; give it a moment.
         if (!(await this.waitGone(record.monitorPid, 2000)) && (await isSameProcess(record.monitorPid, record.monitorStartTime))) {
           try {
