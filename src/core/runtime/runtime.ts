@@ -373,7 +373,7 @@ export class OciRuntime {
       cwd: req.cwd ?? base.cwd,
       user: req.user ?? base.user,
     };
-    signal?.throwIfAborted();
+    if (signal?.aborted) throw cancelledExec(id, signal);
     const running = this.monitor.exec(id, proc, {
       timeoutMs: req.timeoutSec > 0 ? req.timeoutSec * 1000 : undefined,
       maxOutputBytes: req.maxOutputBytes,
@@ -523,10 +523,13 @@ export class OciRuntime {
   }
 }
 
+function cancelledExec(id: string, signal: AbortSignal): BerthError {
+  return new BerthError('cancelled', 'ERR_RUNTIME_EXEC_CANCELLED', `exec in ${id} cancelled`, { context: { container: id }, cause: signal.reason });
+}
+
 function abortable<T>(work: Promise<T>, signal: AbortSignal, id: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void =>
-      reject(new BerthError('cancelled', 'ERR_RUNTIME_EXEC_CANCELLED', `exec in ${id} cancelled`, { context: { container: id }, cause: signal.reason }));
+    const onAbort = (): void => reject(cancelledExec(id, signal));
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(
       (v) => {
