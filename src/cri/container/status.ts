@@ -1,0 +1,113 @@
+/**
+ * CRI views of the in-memory records: Container (ListContainers),
+ * ContainerStatus, and the PodSandboxStatus carried by container events.
+ * Pure functions of the records: nothing here waits on the runtime or disk.
+ */
+import {
+  ContainerState,
+  NamespaceMode,
+  PodSandboxState,
+  type Container,
+  type ContainerStatus,
+  type ImageSpec,
+  type PodSandboxStatus,
+} from '../../generated/api.js';
+import type { ContainerRecord, ContainerRecordState, SandboxRecord } from '../store/index.js';
+import { criSignalOf } from './signals.js';
+
+const STATES: Record<ContainerRecordState, ContainerState> = {
+  created: ContainerState.CONTAINER_CREATED,
+  running: ContainerState.CONTAINER_RUNNING,
+  exited: ContainerState.CONTAINER_EXITED,
+  unknown: ContainerState.CONTAINER_UNKNOWN,
+};
+
+export function criState(state: ContainerRecordState): ContainerState {
+  return STATES[state];
+}
+
+/** The record state a CRI state filter names; undefined for values no record has. */
+export function recordStateOf(state: ContainerState): ContainerRecordState | undefined {
+  for (const [name, value] of Object.entries(STATES) as Array<[ContainerRecordState, ContainerState]>) {
+    if (value === state) return name;
+  }
+  return undefined;
+}
+
+/** The image as the container's config asked for it (the user's reference). */
+function imageSpec(record: ContainerRecord): ImageSpec {
+  const given = record.config.image;
+  return {
+    image: record.image.userSpecified || given?.image || record.image.id,
+    annotations: { ...(given?.annotations ?? {}) },
+    userSpecifiedImage: given?.userSpecifiedImage ?? '',
+    runtimeHandler: given?.runtimeHandler ?? '',
+    imageRef: '',
+  };
+}
+
+export function toCriContainer(record: ContainerRecord): Container {
+  return {
+    id: record.id,
+    podSandboxId: record.sandboxId,
+    metadata: record.config.metadata,
+    image: imageSpec(record),
+    imageRef: record.image.ref,
+    imageId: record.image.id,
+    state: criState(record.state),
+    createdAt: record.createdAt,
+    labels: record.config.labels,
+    annotations: record.config.annotations,
+  };
+}
+
+export function toCriStatus(record: ContainerRecord): ContainerStatus {
+  return {
+    id: record.id,
+    metadata: record.config.metadata,
+    state: criState(record.state),
+    createdAt: record.createdAt,
+    startedAt: record.startedAt,
+    finishedAt: record.finishedAt,
+    exitCode: record.exitCode,
+    image: imageSpec(record),
+    imageRef: record.image.ref,
+    imageId: record.image.id,
+    reason: record.reason,
+    message: record.message,
+    labels: record.config.labels,
+    annotations: record.config.annotations,
+    mounts: record.mounts,
+    logPath: record.logPath,
+    resources: record.resources === undefined ? undefined : { linux: record.resources, windows: undefined },
+    user: undefined,
+    stopSignal: criSignalOf(record.stopSignal),
+  };
+}
+
+/** The PodSandboxStatus of a sandbox record, as container events carry it. */
+export function toPodSandboxStatus(sandbox: SandboxRecord): PodSandboxStatus {
+  const [ip = '', ...additional] = sandbox.ips;
+  const ns = sandbox.config.linux?.securityContext?.namespaceOptions;
+  return {
+    id: sandbox.id,
+    metadata: sandbox.config.metadata,
+    state: sandbox.state === 'ready' ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY,
+    createdAt: sandbox.createdAt,
+    network: { ip, additionalIps: additional.map((a) => ({ ip: a })) },
+    linux: {
+      namespaces: {
+        options: {
+          network: ns?.network ?? NamespaceMode.POD,
+          pid: ns?.pid ?? NamespaceMode.POD,
+          ipc: ns?.ipc ?? NamespaceMode.POD,
+          targetId: ns?.targetId ?? '',
+          usernsOptions: ns?.usernsOptions,
+        },
+      },
+    },
+    labels: sandbox.config.labels,
+    annotations: sandbox.config.annotations,
+    runtimeHandler: sandbox.runtimeHandler,
+  };
+}
