@@ -359,6 +359,7 @@ export class ConmonMonitor {
     }
     await rm(this.persistDir(id), { recursive: true, force: true });
     await rm(join(this.exitsDir, id), { force: true });
+    this.records.delete(id);
   }
 
   /**
