@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isBerthError } from '../../src/core/errors.js';
 import { join } from 'node:path';
 import { ConmonMonitor, Runc, splitCriLog } from '../../src/core/runtime/oci/index.js';
+import { DirWatch } from '../../src/core/runtime/oci/exit-watch.js';
 import { processStartTime } from '../../src/core/runtime/oci/proc.js';
 import { CONMON, log, ociFixture, parseCriLog, processesMentioning, RFC3339_NANO, type OciFixture } from './oci-helpers.js';
 
@@ -43,6 +44,20 @@ test('splitCriLog rebuilds both streams byte for byte and caps each', () => {
   assert.equal(capped.stdoutTruncated && capped.stderrTruncated, true);
 });
 
+test('DirWatch falls back to polling when the directory cannot be watched', async () => {
+  const w = new DirWatch('/nonexistent/dir/for/dirwatch', 20);
+  let ticks = 0;
+  const remove = w.add((name) => {
+    if (name === undefined) ticks++;
+  });
+  await sleep(150);
+  remove();
+  const seen = ticks;
+  assert.ok(seen >= 3, `${seen} poll ticks`);
+  await sleep(100);
+  assert.equal(ticks, seen, 'no ticks once the last listener left');
+});
+
 describe('conmon monitor', () => {
   let fx: OciFixture;
 
@@ -70,7 +85,7 @@ describe('conmon monitor', () => {
       'echo out-line; echo err-line >&2; printf no-newline; sleep 0.1; printf err-partial >&2; sleep 0.1; exit 3',
     ]);
     assert.ok(c.pid > 0 && c.monitorPid > 0);
-    const state = await new Runc(fx.runtime).state('logs');
+    const state = await fx.monitor.state('logs');
     assert.equal(state.status, 'created');
     assert.equal(state.pid, c.pid);
     assert.equal(await fx.monitor.exitStatus('logs'), undefined);
@@ -175,6 +190,24 @@ describe('conmon monitor', () => {
         else process.env[k] = saved[k];
       }
     }
+  });
+
+  test('waitExit hears the exit file through inotify, not the poll', async () => {
+    const slowPoll = new ConmonMonitor({ conmonPath: CONMON, stateDir: join(fx.dir, 'state'), log, exitPollMs: 60_000 });
+    await run('inotify', ['sleep', '0.3']);
+    await fx.monitor.start('inotify');
+    const t0 = Date.now();
+    const st = await slowPoll.waitExit('inotify', { timeoutMs: 10_000 });
+    assert.equal(st.exitCode, 0);
+    assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
+  });
+
+  test('update: new limits reach the cgroup', async () => {
+    await run('upd', ['sleep', '60']);
+    await fx.monitor.start('upd');
+    await fx.monitor.update('upd', { memory: { limit: 96 * 1024 * 1024 } });
+    const limit = await readFile(`/sys/fs/cgroup/memory${fx.cgroupParent}/upd/memory.limit_in_bytes`, 'utf8');
+    assert.equal(limit.trim(), String(96 * 1024 * 1024));
   });
 
   test('stop: SIGTERM is enough for a process that handles it', async () => {

@@ -10,7 +10,7 @@ import { helperEnv } from './command.js';
 import { DirWatch } from './exit-watch.js';
 import { isSameProcess, processMemory, processStartTime } from './proc.js';
 import { conmonExec, type ExecOptions, type ExecResult } from './exec-sync.js';
-import { checkContainerId, Runc, type RuntimeHandler } from './runc.js';
+import { checkContainerId, Runc, type RuncState, type RuntimeHandler } from './runc.js';
 
 export interface MonitorOptions {
   /** Path of the conmon binary. */
@@ -457,6 +457,18 @@ export class ConmonMonitor {
   async start(id: string): Promise<void> {
     const r = await this.record(id);
     await this.runcFor(r).start(id);
+  }
+
+  /** `runc state` of the container under its handler. */
+  async state(id: string): Promise<RuncState> {
+    const r = await this.record(id);
+    return this.runcFor(r).state(id);
+  }
+
+  /** UpdateContainerResources: `runc update` with OCI `linux.resources`. */
+  async update(id: string, resources: object): Promise<void> {
+    const r = await this.record(id);
+    await this.runcFor(r).update(id, resources);
   }
 
   /** Exit code, time and OOM flag once the container has exited; undefined while it runs. */
