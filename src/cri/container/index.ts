@@ -6,4 +6,4 @@ export { ContainerService, EXEC_SYNC_MAX_OUTPUT, START_ERROR_EXIT_CODE, START_ER
 export { containerRpcs, EVENT_STREAM_MAX_BUFFER } from './rpcs.js';
 export type { ContainerRuntime, ContainerServiceDeps } from './deps.js';
 export { ContainerEventTopic, CONTAINER_EVENT_TOPICS, publishContainerEvent } from './events.js';
-export { toCriContainer, toCriStatus, toPodSandboxStatus } from './status.js';
+export { toCriContainer, toCriStatus } from './status.js';

@@ -56,11 +56,11 @@ export function containerRpcs(log: Logger, service: ContainerService) {
       return {};
     }),
     stopContainer: unary<StopContainerRequest, StopContainerResponse>(log, 'StopContainer', async (req) => {
-      await service.stop(req.containerId, seconds(req.timeout));
+      await service.stopContainer(req.containerId, seconds(req.timeout));
       return {};
     }),
     removeContainer: unary<RemoveContainerRequest, RemoveContainerResponse>(log, 'RemoveContainer', async (req) => {
-      await service.remove(req.containerId);
+      await service.removeContainer(req.containerId);
       return {};
     }),
     listContainers: unary<ListContainersRequest, ListContainersResponse>(log, 'ListContainers', (req) => ({ containers: service.list(req.filter) })),

@@ -21,6 +21,7 @@ import {
   type ContainerEventResponse,
   type ContainerFilter,
   type ContainerStats,
+  type ContainerStatus,
   type ContainerStatsFilter,
   type ContainerStatusResponse,
   type CreateContainerRequest,
@@ -33,7 +34,8 @@ import { CONTAINER_EVENT_TOPICS, publishContainerEvent } from './events.js';
 import { KeyedLock } from './keyed-lock.js';
 import { criSignalName } from './signals.js';
 import { attributesOf, cgroupSections, type CpuSample } from './stats.js';
-import { recordStateOf, toCriContainer, toCriStatus, toPodSandboxStatus } from './status.js';
+import { toCriStatus as toPodSandboxStatus, type PodContainerOps } from '../sandbox/index.js';
+import { recordStateOf, toCriContainer, toCriStatus } from './status.js';
 import { readTerminationMessage } from './termination.js';
 
 /** Cap on each of ExecSync's stdout and stderr. */
@@ -41,6 +43,8 @@ export const EXEC_SYNC_MAX_OUTPUT = 16 * 1024 * 1024;
 /** Exit code and reason of a container whose start failed (as containerd's CRI). */
 export const START_ERROR_EXIT_CODE = 128;
 export const START_ERROR_REASON = 'StartError';
+/** Where the monitor writes the output of a container that has no log file. */
+const NO_LOG = '/dev/null';
 /** Exit code when a container vanished with its monitor and its real code is unknown. */
 const UNKNOWN_EXIT_CODE = 255;
 
@@ -63,7 +67,7 @@ function reasonOf(exit: ExitInfo): string {
   return exit.exitCode === 0 ? 'Completed' : 'Error';
 }
 
-export class ContainerService {
+export class ContainerService implements PodContainerOps {
   private readonly containers: ContainerServiceDeps['containers'];
   private readonly sandboxes: ContainerServiceDeps['sandboxes'];
   private readonly runtime: ContainerRuntime;
@@ -159,7 +163,8 @@ export class ContainerService {
           handler: sandbox.handler,
           bundle,
           spec,
-          logPath,
+          // Without a log path (no pod log directory or container log path) the output is dropped.
+          logPath: logPath === '' ? NO_LOG : logPath,
           tty: config.tty,
           stdin: config.stdin,
           stdinOnce: config.stdinOnce,
@@ -291,7 +296,7 @@ export class ContainerService {
    * `timeoutSec` (0: at once), and returns once the exit is recorded. Fine for
    * a container that is not running.
    */
-  async stop(idOrPrefix: string, timeoutSec: number): Promise<void> {
+  async stopContainer(idOrPrefix: string, timeoutSec: number): Promise<void> {
     const { id } = this.containers.resolve(idOrPrefix);
     await this.lock.run(id, () => this.stopLocked(id, timeoutSec));
   }
@@ -314,7 +319,7 @@ export class ContainerService {
   }
 
   /** Stops (at once) if needed and removes the container and everything it holds; an unknown id is fine. */
-  async remove(idOrPrefix: string): Promise<void> {
+  async removeContainer(idOrPrefix: string): Promise<void> {
     if (idOrPrefix === '') throw invalid('ERR_CRI_CONTAINER_ID_EMPTY', 'container id must not be empty');
     const found = this.containers.find(idOrPrefix);
     if (found === undefined) return;
@@ -471,6 +476,9 @@ export class ContainerService {
   async reopenLog(idOrPrefix: string): Promise<void> {
     const record = this.containers.resolve(idOrPrefix);
     this.requireRunning(record, 'reopen its log');
+    if (record.logPath === '') {
+      throw new BerthError('failed-precondition', 'ERR_CRI_CONTAINER_NO_LOG', `container ${record.id} has no log file`, { context: { container: record.id } });
+    }
     await this.runtime.reopenLog(record.id);
   }
 
@@ -519,6 +527,16 @@ export class ContainerService {
       ),
     );
     return out.filter((s): s is ContainerStats => s !== undefined);
+  }
+
+  /** Stats of every container of a pod, for PodSandboxStats. */
+  async containerStats(sandboxId: string): Promise<ContainerStats[]> {
+    return this.listStats({ id: '', podSandboxId: sandboxId, labelSelector: {} });
+  }
+
+  /** Statuses of every container of a pod, for PodSandboxStatus. */
+  containerStatuses(sandboxId: string): ContainerStatus[] {
+    return this.containers.bySandbox(sandboxId).map(toCriStatus);
   }
 
   private async statsOf(record: ContainerRecord): Promise<ContainerStats> {

@@ -1,18 +1,10 @@
 /**
- * CRI views of the in-memory records: Container (ListContainers),
- * ContainerStatus, and the PodSandboxStatus carried by container events.
+ * CRI views of the in-memory container records: Container (ListContainers)
+ * and ContainerStatus.
  * Pure functions of the records: nothing here waits on the runtime or disk.
  */
-import {
-  ContainerState,
-  NamespaceMode,
-  PodSandboxState,
-  type Container,
-  type ContainerStatus,
-  type ImageSpec,
-  type PodSandboxStatus,
-} from '../../generated/api.js';
-import type { ContainerRecord, ContainerRecordState, SandboxRecord } from '../store/index.js';
+import { ContainerState, type Container, type ContainerStatus, type ImageSpec } from '../../generated/api.js';
+import type { ContainerRecord, ContainerRecordState } from '../store/index.js';
 import { criSignalOf } from './signals.js';
 
 const STATES: Record<ContainerRecordState, ContainerState> = {
@@ -82,32 +74,5 @@ export function toCriStatus(record: ContainerRecord): ContainerStatus {
     resources: record.resources === undefined ? undefined : { linux: record.resources, windows: undefined },
     user: undefined,
     stopSignal: criSignalOf(record.stopSignal),
-  };
-}
-
-/** The PodSandboxStatus of a sandbox record, as container events carry it. */
-export function toPodSandboxStatus(sandbox: SandboxRecord): PodSandboxStatus {
-  const [ip = '', ...additional] = sandbox.ips;
-  const ns = sandbox.config.linux?.securityContext?.namespaceOptions;
-  return {
-    id: sandbox.id,
-    metadata: sandbox.config.metadata,
-    state: sandbox.state === 'ready' ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY,
-    createdAt: sandbox.createdAt,
-    network: { ip, additionalIps: additional.map((a) => ({ ip: a })) },
-    linux: {
-      namespaces: {
-        options: {
-          network: ns?.network ?? NamespaceMode.POD,
-          pid: ns?.pid ?? NamespaceMode.POD,
-          ipc: ns?.ipc ?? NamespaceMode.POD,
-          targetId: ns?.targetId ?? '',
-          usernsOptions: ns?.usernsOptions,
-        },
-      },
-    },
-    labels: sandbox.config.labels,
-    annotations: sandbox.config.annotations,
-    runtimeHandler: sandbox.runtimeHandler,
   };
 }
