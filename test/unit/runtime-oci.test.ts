@@ -266,11 +266,31 @@ describe('runtime.oci with runc + conmon', () => {
     const ev: TaskExitEvent = await w.waitExit('survivor');
     assert.equal(ev.exitCode, 137);
     await assert.rejects(second.recover('no-such', ''), (err) => code(err) === 'ERR_RUNTIME_NOT_FOUND');
+    assert.deepEqual((await second.containerIds()).filter((id) => id === 'survivor' || id === 'died-while-down').sort(), ['died-while-down', 'survivor']);
     for (const id of ['survivor', 'died-while-down']) {
       await second.delete(id);
       made.delete(id);
     }
     await second.close();
+  });
+
+  test('recover refuses a container whose create has not finished (what a crash mid-create leaves)', async () => {
+    made.add('half');
+    const b = await w.bundle('half', ['true'], (s) => {
+      // A createRuntime hook keeps `runc create` busy for a while.
+      s.hooks = { createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 1'] }] };
+    });
+    const creating = rt.create({ id: 'half', handler: '', ...b, tty: false, stdin: false, stdinOnce: false });
+    const other = await w.open();
+    await waitFor('the provisional record', async () => (await other.containerIds()).includes('half'));
+    await assert.rejects(other.recover('half', ''), (err) => {
+      assert.equal(code(err), 'ERR_RUNTIME_NOT_FOUND');
+      assert.match((err as Error).message, /never fully created/);
+      return true;
+    });
+    await other.close();
+    await creating;
+    assert.equal(await rt.state('half'), 'created');
   });
 
   test('close() leaves containers running', async () => {

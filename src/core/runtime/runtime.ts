@@ -289,30 +289,15 @@ export class OciRuntime {
 
   /**
    * Removes the container: `runc delete --force`, its conmon, conmon's files,
-   * the exit record. Idempotent. Without a monitor record (a create cut short
-   * by a crash) the id is force-deleted in every handler's root.
+   * the exit record (also of a create cut short by a crash, whose monitor
+   * record is written before conmon starts). Idempotent. Publishes no exit:
+   * a container is stopped before it is deleted.
    */
   async delete(id: string): Promise<void> {
     const w = this.watchers.get(id);
     if (w) {
       w.abort.abort();
       await w.done;
-    }
-    const hasRecord = await this.monitor.record(id).then(
-      () => true,
-      (err: unknown) => {
-        if (isBerthError(err) && err.code === 'ERR_MONITOR_NOT_FOUND') return false;
-        throw err;
-      },
-    );
-    if (!hasRecord) {
-      for (const h of this.byName.values()) {
-        try {
-          await new Runc(h.runtime).delete(id, { force: true });
-        } catch (err) {
-          if (!(isBerthError(err) && err.code === 'ERR_RUNC_NOT_FOUND')) throw err;
-        }
-      }
     }
     await this.monitor.cleanup(id);
     this.published.delete(id);
@@ -416,11 +401,18 @@ export class OciRuntime {
   /**
    * After a restart: finds the container's monitor record and watches for its
    * exit again; an exit that happened while berthd was down is published now.
-   * not-found when the runtime has no record of the container.
+   * not-found when the runtime has no record of the container or its create
+   * was cut short (then `delete` it).
    */
   async recover(id: string, handler: string): Promise<void> {
     this.checkOpen();
     const record = await this.record(id);
+    if (record.pid === 0) {
+      // Its create was cut short (berthd died before conmon reported the container): nothing to watch.
+      throw new BerthError('not-found', 'ERR_RUNTIME_NOT_FOUND', `container ${id} was never fully created; delete it`, {
+        context: { container: id },
+      });
+    }
     if (!this.byName.has(handler === '' ? this.defaultName : handler)) {
       // Its monitor record still names the binary and root, which is all it needs.
       this.log.warn({ container: id, handler }, 'recovered container names a runtime handler that is no longer configured');
@@ -431,6 +423,15 @@ export class OciRuntime {
       return;
     }
     this.watch(id, record.pid);
+  }
+
+  /**
+   * Ids of every container the runtime has a monitor record of, also creates
+   * cut short by a crash: after a restart, those the caller has no record of
+   * are orphans to delete.
+   */
+  async containerIds(): Promise<string[]> {
+    return (await this.monitor.list()).map((r) => r.id);
   }
 
   /** Stops every exit watcher. Containers and their monitors keep running. */
