@@ -210,6 +210,27 @@ describe('conmon monitor', () => {
     assert.equal(limit.trim(), String(96 * 1024 * 1024));
   });
 
+  test('onExit reports each exit once, and again for an id that comes back', async () => {
+    const events: [string, number][] = [];
+    const off = fx.monitor.onExit((id, st) => events.push([id, st.exitCode]));
+    try {
+      await run('ev1', ['sh', '-c', 'exit 1']);
+      await run('ev2', ['sh', '-c', 'sleep 0.2; exit 2']);
+      await fx.monitor.start('ev1');
+      await fx.monitor.start('ev2');
+      await waitFor('two exits', async () => (events.length >= 2 ? true : undefined));
+      await sleep(1200); // a poll tick passes: nothing is reported twice
+      assert.deepEqual([...events].sort(), [['ev1', 1], ['ev2', 2]]);
+      await fx.monitor.cleanup('ev1');
+      await run('ev1', ['sh', '-c', 'exit 5']);
+      await fx.monitor.start('ev1');
+      await waitFor('the second ev1', async () => (events.length >= 3 ? true : undefined));
+      assert.deepEqual(events[2], ['ev1', 5]);
+    } finally {
+      off();
+    }
+  });
+
   test('stop: SIGTERM is enough for a process that handles it', async () => {
     await run('term', ['sh', '-c', 'trap "exit 7" TERM; while :; do sleep 0.05; done']);
     await fx.monitor.start('term');

@@ -559,6 +559,54 @@ export class ConmonMonitor {
   }
 
   /**
+   * Calls `listener` once for every container whose exit file appears from now
+   * on (inotify, with the poll behind it): one subscription serves all
+   * containers, where waitExit is per container. Exits that happened before
+   * (e.g. while berthd was down) are found with list() + exitStatus().
+   * Returns the unsubscriber.
+   */
+  onExit(listener: (id: string, status: ExitStatus) => void): () => void {
+    const seen = new Set<string>();
+    let closed = false;
+    const names = async (): Promise<string[]> => readdir(this.exitsDir).catch(() => [] as string[]);
+    const primed = names().then((list) => {
+      for (const n of list) seen.add(n);
+    });
+    const report = async (name: string): Promise<void> => {
+      if (seen.has(name)) return;
+      let status: ExitStatus | undefined;
+      try {
+        // Only a container with a record counts (conmon's temp files share the dir).
+        await this.record(name);
+        status = await this.exitStatus(name);
+      } catch {
+        return;
+      }
+      if (status === undefined || seen.has(name) || closed) return;
+      seen.add(name);
+      listener(name, status);
+    };
+    let queue = Promise.resolve();
+    const remove = this.exitWatch.add((name) => {
+      queue = queue.then(async () => {
+        await primed;
+        if (name !== undefined) {
+          if (!(await this.exitStatus(name).catch(() => undefined))) seen.delete(name);
+          await report(name);
+          return;
+        }
+        const present = new Set(await names());
+        for (const n of seen) if (!present.has(n)) seen.delete(n); // removed: the id may come back
+        for (const n of present) await report(n);
+      });
+    });
+    return () => {
+      closed = true;
+      remove();
+    };
+  }
+
+  /**
    * Stops the container: SIGTERM, then after `timeoutSec` SIGKILL to every
    * process in it; resolves with the exit status. A container that already
    * exited just returns its status.
