@@ -1,8 +1,23 @@
 import type { Server } from '@grpc/grpc-js';
+import type { Logger } from '../core/log.js';
 import { PluginType, type Registration } from '../core/plugin/types.js';
 import {
   ImageServiceService,
   type ImageFsInfoRequest,
+  type ListPodSandboxRequest,
+  type ListPodSandboxResponse,
+  type ListPodSandboxStatsRequest,
+  type ListPodSandboxStatsResponse,
+  type PodSandboxStatsRequest,
+  type PodSandboxStatsResponse,
+  type PodSandboxStatusRequest,
+  type PodSandboxStatusResponse,
+  type RemovePodSandboxRequest,
+  type RemovePodSandboxResponse,
+  type RunPodSandboxRequest,
+  type RunPodSandboxResponse,
+  type StopPodSandboxRequest,
+  type StopPodSandboxResponse,
   type ImageFsInfoResponse,
   type ImageStatusRequest,
   type ImageStatusResponse,
@@ -30,6 +45,30 @@ export interface GrpcServicePlugin {
   register(server: Server): void;
 }
 
+/** The pod sandbox RPCs of the RuntimeService. */
+function sandboxHandlers(cri: CriService, log: Logger) {
+  const pods = cri.sandboxes;
+  return {
+    runPodSandbox: unary<RunPodSandboxRequest, RunPodSandboxResponse>(log, 'RunPodSandbox', (req, call) =>
+      withCallSignal(call, async (signal) => ({ podSandboxId: await pods.run(req, signal) })),
+    ),
+    stopPodSandbox: unary<StopPodSandboxRequest, StopPodSandboxResponse>(log, 'StopPodSandbox', async (req) => {
+      await pods.stop(req.podSandboxId);
+      return {};
+    }),
+    removePodSandbox: unary<RemovePodSandboxRequest, RemovePodSandboxResponse>(log, 'RemovePodSandbox', async (req) => {
+      await pods.remove(req.podSandboxId);
+      return {};
+    }),
+    podSandboxStatus: unary<PodSandboxStatusRequest, PodSandboxStatusResponse>(log, 'PodSandboxStatus', (req) => pods.status(req.podSandboxId, req.verbose)),
+    listPodSandbox: unary<ListPodSandboxRequest, ListPodSandboxResponse>(log, 'ListPodSandbox', (req) => ({ items: pods.list(req.filter) })),
+    podSandboxStats: unary<PodSandboxStatsRequest, PodSandboxStatsResponse>(log, 'PodSandboxStats', async (req) => ({ stats: await pods.stats(req.podSandboxId) })),
+    listPodSandboxStats: unary<ListPodSandboxStatsRequest, ListPodSandboxStatsResponse>(log, 'ListPodSandboxStats', async (req) => ({
+      stats: await pods.listStats(req),
+    })),
+  };
+}
+
 /** Serves the CRI RuntimeService and ImageService over the CRI service plugin. */
 export const criGrpcRegistration: Registration<Record<string, never>, GrpcServicePlugin> = {
   type: PluginType.GRPC,
@@ -46,6 +85,7 @@ export const criGrpcRegistration: Registration<Record<string, never>, GrpcServic
         return {};
       }),
       runtimeConfig: unary<RuntimeConfigRequest, RuntimeConfigResponse>(log, 'RuntimeConfig', () => cri.runtimeConfig()),
+      ...sandboxHandlers(cri, log),
     });
     const images = cri.images;
     const image = implementService(ImageServiceService, {

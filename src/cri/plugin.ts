@@ -1,29 +1,78 @@
-import { PluginType, type Registration } from '../core/plugin/types.js';
+import { join } from 'node:path';
+import { NetnsManager, PodNetwork, type CniNetworkManager } from '../cni/index.js';
+import type { EventExchange } from '../core/events/index.js';
 import type { ImageStore } from '../core/images/index.js';
+import type { SqliteMetadata } from '../core/metadata/index.js';
+import { PluginType, type Registration } from '../core/plugin/types.js';
+import type { OciRuntime } from '../core/runtime/index.js';
+import { hostFacts } from '../core/runtime/spec/index.js';
+import type { Snapshotter } from '../core/snapshotter/index.js';
+import { criConfigSchema, type CriConfig } from './config.js';
 import { CriImageService } from './image-service.js';
 import { RuntimeConfigStore } from './runtime-config-store.js';
-import { CriService, type NetworkReadiness } from './service.js';
+import { SandboxService } from './sandbox/index.js';
+import { CriService } from './service.js';
+import { openCriStores } from './store/index.js';
 
 /**
  * The CRI service plugin. It takes the daemon's effective config as an
  * argument because verbose Status shows it; everything else comes from the
  * plugins it requires.
  */
-export function criServiceRegistration(effectiveConfig: unknown): Registration<Record<string, never>, CriService> {
+export function criServiceRegistration(effectiveConfig: unknown): Registration<CriConfig, CriService> {
   return {
     type: PluginType.CRI,
     id: 'service',
-    requires: [PluginType.Network, PluginType.Images],
+    requires: [PluginType.Network, PluginType.Images, PluginType.Runtime, PluginType.Events, PluginType.Metadata, PluginType.Snapshotter],
+    config: criConfigSchema,
     async init(ctx) {
       const runtimeConfig = new RuntimeConfigStore(ctx.rootDir);
       await runtimeConfig.load();
+      const cni = ctx.get<CniNetworkManager>(PluginType.Network);
+      const images = ctx.get<ImageStore>(PluginType.Images);
+      const runtime = ctx.get<OciRuntime>(PluginType.Runtime);
+      const events = ctx.get<EventExchange>(PluginType.Events);
+      const stores = openCriStores(ctx.get<SqliteMetadata>(PluginType.Metadata));
+      images.pin(ctx.config.sandbox_image);
+      const [netns, host] = await Promise.all([NetnsManager.open(join(ctx.stateDir, 'netns'), { log: ctx.log }), hostFacts()]);
+      const sandboxes = new SandboxService({
+        log: ctx.log,
+        sandboxes: stores.sandboxes,
+        containers: stores.containers,
+        runtime,
+        events,
+        images,
+        snapshotter: ctx.get<Snapshotter>(PluginType.Snapshotter),
+        network: new PodNetwork(cni, { log: ctx.log }),
+        netns,
+        podCidrs: () => runtimeConfig.get().podCidrs,
+        sandboxImage: ctx.config.sandbox_image,
+        rootDir: join(ctx.rootDir, 'sandboxes'),
+        stateDir: join(ctx.stateDir, 'sandboxes'),
+        host,
+      });
+      try {
+        await sandboxes.recover();
+      } catch (err) {
+        sandboxes.close();
+        await netns.close();
+        throw err;
+      }
+      ctx.meta({ exports: { sandbox_image: ctx.config.sandbox_image, netns_dir: netns.dir } });
       return new CriService({
         log: ctx.log,
-        network: ctx.get<NetworkReadiness>(PluginType.Network),
+        network: cni,
         runtimeConfig,
         effectiveConfig,
         plugins: () => ctx.records(),
-        images: new CriImageService(ctx.get<ImageStore>(PluginType.Images), ctx.log),
+        images: new CriImageService(images, ctx.log),
+        runtime,
+        sandboxes,
+        stores,
+        close: async () => {
+          sandboxes.close();
+          await netns.close();
+        },
       });
     },
   };

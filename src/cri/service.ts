@@ -4,6 +4,7 @@ import {
   CgroupDriver,
   type RuntimeCondition,
   type RuntimeConfigResponse,
+  type RuntimeHandler,
   type StatusResponse,
   type UpdateRuntimeConfigRequest,
   type VersionResponse,
@@ -11,6 +12,13 @@ import {
 import { BERTH_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME } from '../version.js';
 import type { CriImageService } from './image-service.js';
 import { parsePodCidrs, type RuntimeConfigStore } from './runtime-config-store.js';
+import type { SandboxService } from './sandbox/index.js';
+import type { CriStores } from './store/index.js';
+
+/** What Status needs from the runtime plugin. */
+export interface RuntimeHandlers {
+  handlers(): Array<{ name: string; features: { recursiveReadOnlyMounts: boolean; userNamespaces: boolean } }>;
+}
 
 /** What the CRI service needs from the network plugin. */
 export interface NetworkReadiness {
@@ -28,14 +36,23 @@ export interface CriServiceOptions {
   /** Live plugin list, shown by verbose Status. */
   plugins: () => readonly PluginRecord[];
   images: CriImageService;
+  runtime: RuntimeHandlers;
+  sandboxes: SandboxService;
+  stores: CriStores;
+  /** Releases what init made (event subscriptions, the netns dir mount). */
+  close: () => Promise<void>;
 }
 
 /** The CRI service at the centre: answers from what the core plugins know. */
 export class CriService {
   readonly images: CriImageService;
+  readonly sandboxes: SandboxService;
+  readonly stores: CriStores;
 
   constructor(private readonly opts: CriServiceOptions) {
     this.images = opts.images;
+    this.sandboxes = opts.sandboxes;
+    this.stores = opts.stores;
   }
 
   version(): VersionResponse {
@@ -56,7 +73,16 @@ export class CriService {
       info['cniconfig'] = JSON.stringify(this.opts.network.describe());
       info['runtimeConfig'] = JSON.stringify(this.opts.runtimeConfig.get());
     }
-    return { status: { conditions }, info, runtimeHandlers: [], features: undefined };
+    return { status: { conditions }, info, runtimeHandlers: this.runtimeHandlers(), features: undefined };
+  }
+
+  /** The default handler under the empty name (as RuntimeClass-less pods ask for it), then every handler by name. */
+  private runtimeHandlers(): RuntimeHandler[] {
+    const handlers = this.opts.runtime.handlers();
+    const out: RuntimeHandler[] = handlers.map((h) => ({ name: h.name, features: { ...h.features } }));
+    const def = handlers[0];
+    if (def !== undefined) out.unshift({ name: '', features: { ...def.features } });
+    return out;
   }
 
   async updateRuntimeConfig(request: UpdateRuntimeConfigRequest): Promise<void> {
@@ -70,5 +96,9 @@ export class CriService {
 
   runtimeConfig(): RuntimeConfigResponse {
     return { linux: { cgroupDriver: CgroupDriver.CGROUPFS } };
+  }
+
+  async close(): Promise<void> {
+    await this.opts.close();
   }
 }

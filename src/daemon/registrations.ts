@@ -1,9 +1,11 @@
 import type { Registration } from '../core/plugin/index.js';
 import { contentLocalRegistration } from '../core/content/index.js';
 import { tarDiffRegistration } from '../core/diff/index.js';
+import { eventsExchangeRegistration } from '../core/events/index.js';
 import { gcSchedulerRegistration } from '../core/gc/index.js';
 import { imagesStoreRegistration } from '../core/images/index.js';
 import { metadataSqliteRegistration } from '../core/metadata/index.js';
+import { runtimeOciRegistration } from '../core/runtime/index.js';
 import { overlayfsSnapshotterRegistration } from '../core/snapshotter/index.js';
 import { cniNetworkRegistration } from '../cni/index.js';
 import { criGrpcRegistration } from '../cri/grpc-plugin.js';
@@ -19,6 +21,8 @@ export function builtinRegistrations(effectiveConfig: unknown): Registration[] {
     gcSchedulerRegistration,
     imagesStoreRegistration,
     cniNetworkRegistration,
+    eventsExchangeRegistration,
+    runtimeOciRegistration,
     criServiceRegistration(effectiveConfig),
     criGrpcRegistration,
   ] as Registration[];

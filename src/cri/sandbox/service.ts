@@ -1,0 +1,459 @@
+/**
+ * Pod sandboxes: RunPodSandbox, StopPodSandbox, RemovePodSandbox, their
+ * status, listing and stats, the pause container's exit, and recovery after
+ * a restart. Reads are answered from the SandboxStore's memory; every change
+ * is written through before the RPC answers.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { bandwidthFromAnnotations, type NetnsManager, type PodNetwork, type PodNetworkParams, type PodNetworkSetup } from '../../cni/index.js';
+import { BerthError, errorMessage, isBerthError } from '../../core/errors.js';
+import { Topic, type EventExchange, type TaskExitEvent } from '../../core/events/index.js';
+import type { ImageRecord, ImageStore } from '../../core/images/index.js';
+import type { Logger } from '../../core/log.js';
+import { readStats, type CgroupStats } from '../../core/runtime/cgroups/index.js';
+import type { OciRuntime } from '../../core/runtime/index.js';
+import { cgroupsPath, rootfsPasswd, sandboxSpec, type HostFacts } from '../../core/runtime/spec/index.js';
+import { namespaceModes } from '../../core/runtime/spec/namespaces.js';
+import { mount, unmount, type Snapshotter } from '../../core/snapshotter/index.js';
+import {
+  NamespaceMode,
+  type ContainerStats,
+  type ContainerStatus,
+  type ListPodSandboxStatsRequest,
+  type PodSandbox,
+  type PodSandboxConfig,
+  type PodSandboxFilter,
+  type PodSandboxStats,
+  type PodSandboxStatusResponse,
+  type RunPodSandboxRequest,
+} from '../../generated/api.js';
+import { newId, nowNs, sandboxName, type ContainerStore, type SandboxRecord, type SandboxStore } from '../store/index.js';
+import { DEFAULT_HOST_FILES, mountShm, unmountShm, writePodFiles, type HostFiles, type PodFiles } from './files.js';
+import { KeyedLock, UndoStack } from './lock.js';
+import { cpuUsageOf, memoryUsageOf, networkUsageOf, processUsageOf } from './stats.js';
+import { recordState, toCriSandbox, toCriStatus, verboseInfo } from './status.js';
+
+/** What the sandbox service needs done to a pod's containers (the container service provides it). */
+export interface PodContainerOps {
+  /** Stops a container (timeout 0: kill at once); a stopped or unknown one is fine. */
+  stopContainer(id: string, timeoutSec: number): Promise<void>;
+  /** Removes a container with its rootfs, snapshot and record; an unknown one is fine. */
+  removeContainer(id: string): Promise<void>;
+  /** The pod's containers' stats, for PodSandboxStats. */
+  containerStats?(sandboxId: string): Promise<ContainerStats[]>;
+  /** The pod's containers' statuses, for PodSandboxStatusResponse.containers_statuses. */
+  containerStatuses?(sandboxId: string): ContainerStatus[];
+}
+
+export interface SandboxServiceOptions {
+  log: Logger;
+  sandboxes: SandboxStore;
+  containers: ContainerStore;
+  runtime: OciRuntime;
+  events: EventExchange;
+  images: ImageStore;
+  snapshotter: Snapshotter;
+  network: PodNetwork;
+  netns: NetnsManager;
+  /** Pod CIDRs from UpdateRuntimeConfig (CNI ipRanges). */
+  podCidrs: () => readonly string[];
+  /** Reference of the pause image. */
+  sandboxImage: string;
+  /** Root-side dir of sandboxes (hostname, hosts, resolv.conf). */
+  rootDir: string;
+  /** State-side dir of sandboxes (bundle, rootfs mount, shm). */
+  stateDir: string;
+  host: HostFacts;
+  hostFiles?: HostFiles;
+}
+
+/** Interface whose counters are the pod's network stats. */
+const DEFAULT_INTERFACE = 'eth0';
+
+function snapshotKeyOf(id: string): string {
+  return `sandbox-${id}`;
+}
+
+function nsOf(date: Date): bigint {
+  return BigInt(date.getTime()) * 1_000_000n;
+}
+
+function isRuntimeNotFound(err: unknown): boolean {
+  return isBerthError(err) && err.code === 'ERR_RUNTIME_NOT_FOUND';
+}
+
+export class SandboxService {
+  private readonly log: Logger;
+  private readonly store: SandboxStore;
+  private readonly lock = new KeyedLock();
+  private readonly hostFiles: HostFiles;
+  /** Sandboxes being made: an exit of their pause container before the record exists waits here. */
+  private readonly inflight = new Map<string, TaskExitEvent | undefined>();
+  /** The last pod cgroup read per sandbox, for CPU rates. */
+  private readonly lastStats = new Map<string, CgroupStats>();
+  private pulling: Promise<ImageRecord> | undefined;
+  private containerOps: PodContainerOps | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly opts: SandboxServiceOptions) {
+    this.log = opts.log;
+    this.store = opts.sandboxes;
+    this.hostFiles = opts.hostFiles ?? DEFAULT_HOST_FILES;
+    this.unsubscribe = opts.events.subscribe<TaskExitEvent>({ topics: [Topic.TaskExit] }, (e) => this.onExit(e.event));
+  }
+
+  /** Hands over how to stop and remove a pod's containers (done once at start-up). */
+  setContainerOps(ops: PodContainerOps): void {
+    this.containerOps = ops;
+  }
+
+  private ops(): PodContainerOps {
+    if (this.containerOps === undefined) {
+      throw new BerthError('internal', 'ERR_SANDBOX_NO_CONTAINER_OPS', 'the sandbox service was not given the container service');
+    }
+    return this.containerOps;
+  }
+
+  private onExit(e: TaskExitEvent): void {
+    if (this.inflight.has(e.id)) {
+      this.inflight.set(e.id, e);
+      return;
+    }
+    const rec = this.store.get(e.id);
+    if (rec === undefined) return;
+    this.markExited(rec.id, e);
+  }
+
+  private markExited(id: string, e: TaskExitEvent): void {
+    try {
+      this.store.patch(id, { state: 'notready', exitCode: e.exitCode, exitedAt: nsOf(e.exitedAt) });
+      this.log.info({ sandbox: id, exitCode: e.exitCode }, 'sandbox container exited');
+    } catch (err) {
+      this.log.error({ sandbox: id, err: errorMessage(err) }, 'cannot record the sandbox container exit');
+    }
+  }
+
+  /** The pause image, pulled (once, shared by concurrent callers) when missing. */
+  private async pauseImage(): Promise<ImageRecord> {
+    const have = this.opts.images.get(this.opts.sandboxImage);
+    if (have !== undefined) return have;
+    this.pulling ??= this.opts.images.pull(this.opts.sandboxImage).finally(() => {
+      this.pulling = undefined;
+    });
+    return this.pulling;
+  }
+
+  async run(req: RunPodSandboxRequest, signal?: AbortSignal): Promise<string> {
+    const config = req.config;
+    const meta = config?.metadata;
+    if (config === undefined || meta === undefined || meta.name === '' || meta.namespace === '' || meta.uid === '') {
+      throw new BerthError('invalid-argument', 'ERR_SANDBOX_METADATA', 'RunPodSandbox needs a config with metadata name, namespace and uid');
+    }
+    const handler = this.opts.runtime.handler(req.runtimeHandler);
+    const id = newId();
+    const name = sandboxName(meta);
+    this.store.names.reserve(name, id);
+    const undo = new UndoStack();
+    undo.push('name reservation', () => this.store.names.release(name, id));
+    this.inflight.set(id, undefined);
+    const started = performance.now();
+    try {
+      const record = await this.make(id, name, config, req.runtimeHandler, handler.name, undo, signal);
+      this.store.add(record);
+      const exit = this.inflight.get(id);
+      if (exit !== undefined) this.markExited(id, exit);
+      this.log.info({ sandbox: id, name, ips: record.ips, ms: Math.round(performance.now() - started) }, 'sandbox running');
+      return id;
+    } catch (err) {
+      await undo.unwind((what, undoErr) =>
+        this.log.error({ sandbox: id, step: what, err: errorMessage(undoErr) }, 'undoing a failed RunPodSandbox step failed'),
+      );
+      throw err;
+    } finally {
+      this.inflight.delete(id);
+    }
+  }
+
+  /** Makes everything of a sandbox, pushing the undo of each step; the record to store. */
+  private async make(
+    id: string,
+    name: string,
+    config: PodSandboxConfig,
+    runtimeHandler: string,
+    handler: string,
+    undo: UndoStack,
+    signal: AbortSignal | undefined,
+  ): Promise<SandboxRecord> {
+    const modes = namespaceModes(config.linux?.securityContext?.namespaceOptions);
+    const hostNetwork = modes.network === NamespaceMode.NODE;
+    const image = await this.pauseImage();
+    signal?.throwIfAborted();
+
+    const dir = join(this.opts.rootDir, id);
+    const stateDir = join(this.opts.stateDir, id);
+    await Promise.all([mkdir(dir, { recursive: true, mode: 0o711 }), mkdir(stateDir, { recursive: true, mode: 0o711 })]);
+    undo.push('sandbox dirs', () => Promise.all([rm(dir, { recursive: true, force: true }), rm(stateDir, { recursive: true, force: true })]).then(() => {}));
+    const files = await writePodFiles(dir, config.hostname, config.dnsConfig, this.hostFiles);
+    const shmPath = modes.ipc === NamespaceMode.NODE ? '' : join(stateDir, 'shm');
+    const netnsPath = hostNetwork ? '' : await this.opts.netns.create();
+    if (netnsPath !== '') undo.push('network namespace', () => this.opts.netns.remove(netnsPath));
+    if (shmPath !== '') {
+      await mountShm(shmPath);
+      undo.push('shm mount', () => unmountShm(shmPath));
+    }
+
+    // CNI ADD and the pause container need only the namespace: do both at once.
+    const networkStep = hostNetwork ? Promise.resolve(undefined) : this.setupNetwork(id, config, netnsPath, undo, signal);
+    const containerStep = this.startPause(id, config, handler, image, { dir, stateDir, files, shmPath, netnsPath, hostNetwork }, undo);
+    const [net, ctr] = await Promise.allSettled([networkStep, containerStep]);
+    if (net.status === 'rejected') throw net.reason;
+    if (ctr.status === 'rejected') throw ctr.reason;
+
+    return {
+      id,
+      name,
+      config,
+      runtimeHandler,
+      handler,
+      state: 'ready',
+      createdAt: nowNs(),
+      hostNetwork,
+      netnsPath,
+      network: net.value?.record,
+      ips: net.value?.ips ?? [],
+      pid: ctr.value.pid,
+      image: { id: image.id, ref: this.opts.sandboxImage },
+      snapshotKey: snapshotKeyOf(id),
+      rootfs: ctr.value.rootfs,
+      dir,
+      stateDir,
+      ...files,
+      shmPath,
+    };
+  }
+
+  private networkParams(id: string, config: PodSandboxConfig, netnsPath: string): PodNetworkParams {
+    const meta = config.metadata!;
+    const dns = config.dnsConfig;
+    return {
+      podId: id,
+      namespace: meta.namespace,
+      name: meta.name,
+      uid: meta.uid,
+      netnsPath,
+      portMappings: config.portMappings.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, protocol: p.protocol, hostIp: p.hostIp })),
+      bandwidth: bandwidthFromAnnotations(config.annotations),
+      ...(dns === undefined ? {} : { dns: { servers: dns.servers, searches: dns.searches, options: dns.options } }),
+      podCidrs: this.opts.podCidrs(),
+    };
+  }
+
+  private async setupNetwork(id: string, config: PodSandboxConfig, netnsPath: string, undo: UndoStack, signal: AbortSignal | undefined): Promise<PodNetworkSetup> {
+    const params = this.networkParams(id, config, netnsPath);
+    const setup = await this.opts.network.setup(params, signal === undefined ? {} : { signal });
+    undo.push('pod network', () => this.opts.network.teardown(setup.record));
+    return setup;
+  }
+
+  private async startPause(
+    id: string,
+    config: PodSandboxConfig,
+    handler: string,
+    image: ImageRecord,
+    where: { dir: string; stateDir: string; files: PodFiles; shmPath: string; netnsPath: string; hostNetwork: boolean },
+    undo: UndoStack,
+  ): Promise<{ pid: number; rootfs: string }> {
+    const { snapshotter, runtime } = this.opts;
+    const key = snapshotKeyOf(id);
+    const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/sandbox': id } });
+    undo.push('rootfs snapshot', () => snapshotter.remove(key));
+    const rootfs = join(where.stateDir, 'rootfs');
+    await mkdir(rootfs, { mode: 0o755 });
+    await mount(mounts, rootfs);
+    undo.push('rootfs mount', () => unmount(rootfs, { detach: true }));
+    const { spec, notes } = await sandboxSpec({
+      id,
+      config,
+      image: { config: image.config },
+      imageName: this.opts.sandboxImage,
+      rootfs,
+      host: this.opts.host,
+      passwd: rootfsPasswd(rootfs),
+      netnsPath: where.hostNetwork ? undefined : where.netnsPath,
+      resolvConfPath: where.files.resolvConfPath,
+      shmPath: where.shmPath,
+    });
+    for (const note of notes) this.log.info({ sandbox: id, note }, 'sandbox spec note');
+    const { pid } = await runtime.create({
+      id,
+      handler,
+      bundle: where.stateDir,
+      spec,
+      logPath: join(where.stateDir, 'pause.log'),
+      tty: false,
+      stdin: false,
+      stdinOnce: false,
+    });
+    undo.push('sandbox container', () => runtime.delete(id));
+    await runtime.start(id);
+    return { pid, rootfs };
+  }
+
+  /**
+   * Stops the pod's containers and its pause container, tears its network
+   * down and unmounts its shm. Idempotent; not-found for an unknown id.
+   */
+  async stop(idOrPrefix: string): Promise<void> {
+    const rec = this.store.resolve(idOrPrefix);
+    await this.lock.run(rec.id, () => this.stopLocked(rec.id));
+  }
+
+  private async stopLocked(id: string): Promise<void> {
+    const rec = this.store.get(id);
+    if (rec === undefined) return;
+    const live = this.opts.containers.bySandbox(id).filter((c) => c.state !== 'exited');
+    if (live.length > 0) {
+      const ops = this.ops();
+      await Promise.all(live.map((c) => ops.stopContainer(c.id, 0)));
+    }
+    try {
+      await this.opts.runtime.stop(id, 0, 'SIGKILL');
+    } catch (err) {
+      if (!isRuntimeNotFound(err)) throw err;
+    }
+    if (rec.network !== undefined) {
+      await this.opts.network.teardown(rec.network);
+      this.store.patch(id, { network: undefined, ips: [] });
+    }
+    if (rec.netnsPath !== '') await this.opts.netns.remove(rec.netnsPath);
+    await unmountShm(rec.shmPath);
+    if (this.store.get(id)?.state !== 'notready') this.store.patch(id, { state: 'notready' });
+    this.log.info({ sandbox: id }, 'sandbox stopped');
+  }
+
+  /**
+   * Stops the sandbox if needed and removes its containers, its pause
+   * container, rootfs, snapshot, dirs and record. An unknown id is fine.
+   */
+  async remove(idOrPrefix: string): Promise<void> {
+    const found = this.store.find(idOrPrefix);
+    if (found === undefined) return;
+    const id = found.id;
+    await this.lock.run(id, async () => {
+      const rec = this.store.get(id);
+      if (rec === undefined) return;
+      await this.stopLocked(id);
+      const containers = this.opts.containers.bySandbox(id);
+      if (containers.length > 0) {
+        const ops = this.ops();
+        await Promise.all(containers.map((c) => ops.removeContainer(c.id)));
+      }
+      await this.opts.runtime.delete(id);
+      await unmount(rec.rootfs, { detach: true });
+      try {
+        await this.opts.snapshotter.remove(rec.snapshotKey);
+      } catch (err) {
+        if (!(isBerthError(err) && err.kind === 'not-found')) throw err;
+      }
+      await Promise.all([rm(rec.stateDir, { recursive: true, force: true }), rm(rec.dir, { recursive: true, force: true })]);
+      this.store.delete(id);
+      this.lastStats.delete(id);
+      this.log.info({ sandbox: id }, 'sandbox removed');
+    });
+  }
+
+  status(idOrPrefix: string, verbose: boolean): PodSandboxStatusResponse {
+    const rec = this.store.resolve(idOrPrefix);
+    return {
+      status: toCriStatus(rec),
+      info: verbose ? verboseInfo(rec) : {},
+      containersStatuses: this.containerOps?.containerStatuses?.(rec.id) ?? [],
+      timestamp: nowNs(),
+    };
+  }
+
+  list(filter: PodSandboxFilter | undefined): PodSandbox[] {
+    let state: SandboxRecord['state'] | undefined;
+    if (filter?.state !== undefined) {
+      state = recordState(filter.state.state);
+      if (state === undefined) return [];
+    }
+    return this.store
+      .filter({ id: filter?.id ?? '', ...(state === undefined ? {} : { state }), labelSelector: filter?.labelSelector ?? {} })
+      .map(toCriSandbox);
+  }
+
+  async stats(idOrPrefix: string): Promise<PodSandboxStats> {
+    const rec = this.store.resolve(idOrPrefix);
+    if (rec.state !== 'ready') {
+      throw new BerthError('failed-precondition', 'ERR_SANDBOX_NOT_READY', `sandbox ${rec.id} is not ready: no stats`, { context: { sandbox: rec.id } });
+    }
+    return this.statsOf(rec);
+  }
+
+  async listStats(req: ListPodSandboxStatsRequest): Promise<PodSandboxStats[]> {
+    const f = req.filter;
+    const recs = this.store.filter({ id: f?.id ?? '', state: 'ready', labelSelector: f?.labelSelector ?? {} });
+    const out = await Promise.all(
+      recs.map((r) =>
+        this.statsOf(r).catch((err: unknown) => {
+          this.log.debug({ sandbox: r.id, err: errorMessage(err) }, 'no stats for sandbox');
+          return undefined;
+        }),
+      ),
+    );
+    return out.filter((s): s is PodSandboxStats => s !== undefined);
+  }
+
+  private async statsOf(rec: SandboxRecord): Promise<PodSandboxStats> {
+    const parent = rec.config.linux?.cgroupParent ?? '';
+    // The pod cgroup is the parent kubelet made for the pod; without one, the pause container's own.
+    const cgroup = parent !== '' ? parent : cgroupsPath('', rec.id);
+    const stats = await readStats(cgroup);
+    const previous = this.lastStats.get(rec.id);
+    this.lastStats.set(rec.id, stats);
+    const [network, containers] = await Promise.all([
+      rec.hostNetwork || rec.pid <= 0 ? Promise.resolve(undefined) : networkUsageOf(rec.pid, DEFAULT_INTERFACE, stats.timestampNs),
+      this.containerOps?.containerStats?.(rec.id) ?? Promise.resolve([]),
+    ]);
+    return {
+      attributes: { id: rec.id, metadata: rec.config.metadata, labels: rec.config.labels, annotations: rec.config.annotations },
+      linux: {
+        cpu: cpuUsageOf(stats, previous),
+        memory: memoryUsageOf(stats),
+        network,
+        process: processUsageOf(stats),
+        containers,
+      },
+      windows: undefined,
+    };
+  }
+
+  /**
+   * After a restart: watches every ready sandbox's pause container again.
+   * One that exited while berthd was down is marked not ready by the exit
+   * the runtime publishes; one the runtime no longer knows is marked not
+   * ready here.
+   */
+  async recover(): Promise<void> {
+    const ready = this.store.list().filter((r) => r.state === 'ready');
+    await Promise.all(
+      ready.map(async (rec) => {
+        try {
+          await this.opts.runtime.recover(rec.id, rec.handler);
+        } catch (err) {
+          if (!isRuntimeNotFound(err)) {
+            this.log.error({ sandbox: rec.id, err: errorMessage(err) }, 'cannot recover the sandbox container');
+          }
+          this.store.patch(rec.id, { state: 'notready' });
+        }
+      }),
+    );
+    this.log.info({ sandboxes: this.store.size, ready: this.store.filter({ state: 'ready' }).length }, 'sandboxes recovered');
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Checks that a berthd left nothing behind of the pods and containers it ran:
+ * mounts under its dir, pinned network namespaces, veths on the test bridge,
+ * iptables rules of the test network, runc containers, conmon processes and
+ * cgroups. Call it after a test removed its pods (berthd may still run: its
+ * netns dir stays a mount point of its own while it runs, which is not a leak).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface LeakScope {
+  /** berthd's private dir (the harness's `dir`); its root and state are under it. */
+  dir: string;
+  /** berthd's state dir (default `<dir>/state`). */
+  state?: string;
+  /** A CNI bridge the pods were attached to: no veth may be left on it. */
+  bridge?: string;
+  /** A CNI network name: no iptables rule may mention it (bridge ipMasq and portmap comment theirs with it). */
+  network?: string;
+  /** Sandbox and container ids the test made: no cgroup may be left of them. */
+  ids?: readonly string[];
+}
+
+/** Mount points at or under `dir`, except berthd's netns dir itself. */
+export async function mountsUnder(dir: string, state: string): Promise<string[]> {
+  const netnsDir = join(state, 'cri.service', 'netns');
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return text
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => p !== undefined && (p === dir || p.startsWith(`${dir}/`)) && p !== netnsDir);
+}
+
+async function netnsFiles(state: string): Promise<string[]> {
+  return readdir(join(state, 'cri.service', 'netns')).catch(() => []);
+}
+
+async function bridgePorts(bridge: string): Promise<string[]> {
+  const { stdout } = await run('ip', ['-o', 'link', 'show', 'master', bridge]).catch(() => ({ stdout: '' }));
+  return stdout.split('\n').filter((l) => l.trim() !== '');
+}
+
+async function iptablesLines(network: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const bin of ['iptables-save', 'ip6tables-save']) {
+    const { stdout } = await run(bin, []).catch(() => ({ stdout: '' }));
+    out.push(...stdout.split('\n').filter((l) => l.includes(`name: \\"${network}\\"`) || l.includes(`name: "${network}"`)));
+  }
+  return out;
+}
+
+async function runcContainers(state: string): Promise<string[]> {
+  const root = join(state, 'runtime.oci', 'runc');
+  try {
+    await stat(root);
+  } catch {
+    return [];
+  }
+  const { stdout } = await run('runc', ['--root', root, 'list', '-q']);
+  return stdout.split('\n').filter((l) => l.trim() !== '');
+}
+
+async function conmons(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const args = cmd.split('\0');
+    if (args[0]?.endsWith('conmon') && args.some((a) => a.startsWith(dir))) out.push(`${pid}: ${args.join(' ')}`);
+  }
+  return out;
+}
+
+async function cgroupsOf(ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const found: string[] = [];
+  const controllers = await readdir('/sys/fs/cgroup').catch(() => [] as string[]);
+  const roots = controllers.length > 0 ? controllers.map((c) => join('/sys/fs/cgroup', c)) : [];
+  const walk = async (d: string, depth: number): Promise<void> => {
+    if (depth > 5) return;
+    let entries;
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      if (ids.includes(e.name)) found.push(join(d, e.name));
+      else await walk(join(d, e.name), depth + 1);
+    }
+  };
+  // Only the default parent and kubelet-style parents are searched, not the whole tree.
+  for (const root of roots) {
+    for (const parent of ['berth', 'kubepods', 'berth-e2e']) await walk(join(root, parent), 0);
+  }
+  return found;
+}
+
+/** Everything left behind in `scope`, as readable lines (empty: clean). */
+export async function findLeaks(scope: LeakScope): Promise<string[]> {
+  const state = scope.state ?? join(scope.dir, 'state');
+  const [mounts, netns, ports, rules, runc, monitors, cgroups] = await Promise.all([
+    mountsUnder(scope.dir, state),
+    netnsFiles(state),
+    scope.bridge === undefined ? Promise.resolve([]) : bridgePorts(scope.bridge),
+    scope.network === undefined ? Promise.resolve([]) : iptablesLines(scope.network),
+    runcContainers(state),
+    conmons(scope.dir),
+    cgroupsOf(scope.ids ?? []),
+  ]);
+  return [
+    ...mounts.map((m) => `mount ${m}`),
+    ...netns.map((n) => `netns file ${n}`),
+    ...ports.map((p) => `bridge port ${p}`),
+    ...rules.map((r) => `iptables ${r}`),
+    ...runc.map((c) => `runc container ${c}`),
+    ...monitors.map((c) => `conmon ${c}`),
+    ...cgroups.map((c) => `cgroup ${c}`),
+  ];
+}
+
+/** Fails listing every leak in `scope`. */
+export async function assertNoLeaks(scope: LeakScope): Promise<void> {
+  assert.deepEqual(await findLeaks(scope), [], 'leaked resources');
+}

@@ -1,0 +1,263 @@
+import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, afterEach, before, describe, test } from 'node:test';
+import {
+  NamespaceMode,
+  PodSandboxConfig,
+  PodSandboxState,
+  Protocol,
+  type ListPodSandboxResponse,
+  type ListPodSandboxStatsResponse,
+  type PodSandboxStatsResponse,
+  type PodSandboxStatusResponse,
+  type RunPodSandboxResponse,
+  type StatusResponse,
+} from '../../src/generated/api.js';
+import { pauseImage, pushImage, startRegistry, type RegistryHandle } from '../fixtures/index.js';
+import { call, startBerthd, type Berthd } from './harness.js';
+import { assertNoLeaks } from './leaks.js';
+
+const sh = promisify(execFile);
+
+/** A test network of its own: bridge name (< 15 chars), subnet and CNI network name. */
+export function testNetwork(tag: string) {
+  const octet = 200 + randomBytes(1)[0]! % 50;
+  const suffix = randomBytes(3).toString('hex');
+  return {
+    name: `berth-${tag}-${suffix}`,
+    bridge: `bt${suffix}`,
+    subnet: `10.${octet}.0.0/24`,
+    prefix: `10.${octet}.0.`,
+  };
+}
+
+function conflist(net: ReturnType<typeof testNetwork>, extra: object[] = []): string {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: net.name,
+    plugins: [
+      { type: 'bridge', bridge: net.bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: net.subnet }]] } },
+      { type: 'portmap', capabilities: { portMappings: true } },
+      ...extra,
+    ],
+  });
+}
+
+let podSeq = 0;
+function podConfig(overrides: Partial<PodSandboxConfig> & { name?: string } = {}): PodSandboxConfig {
+  const name = overrides.name ?? `pod-${process.pid}-${++podSeq}`;
+  const { name: _n, ...rest } = overrides;
+  return PodSandboxConfig.fromPartial({
+    metadata: { name, namespace: 'e2e', uid: `uid-${name}`, attempt: 0 },
+    hostname: name,
+    logDirectory: '',
+    labels: { test: 'pods' },
+    annotations: { 'berth.io/e2e': 'yes' },
+    linux: {},
+    ...rest,
+  });
+}
+
+function grpcCode(code: GrpcStatus, pattern?: RegExp) {
+  return (err: ServiceError) => {
+    assert.equal(err.code, code, `${GrpcStatus[err.code]}: ${err.details}`);
+    if (pattern) assert.match(err.details, pattern);
+    return true;
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe('pod sandboxes on a real berthd', () => {
+  let registry: RegistryHandle;
+  let d: Berthd;
+  const net = testNetwork('pods');
+  let pauseRef: string;
+  const made: string[] = [];
+
+  const run = async (config: PodSandboxConfig, runtimeHandler = ''): Promise<string> => {
+    const res = await call<object, RunPodSandboxResponse>(d.runtime, 'runPodSandbox', { config, runtimeHandler });
+    made.push(res.podSandboxId);
+    return res.podSandboxId;
+  };
+  const podStatus = (id: string, verbose = false) => call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId: id, verbose });
+  const list = async (filter?: object) => (await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', filter === undefined ? {} : { filter })).items;
+  const stop = (id: string) => call(d.runtime, 'stopPodSandbox', { podSandboxId: id });
+  const remove = (id: string) => call(d.runtime, 'removePodSandbox', { podSandboxId: id });
+  const removeAll = async () => {
+    for (const p of await list()) await remove(p.id);
+  };
+
+  before(async () => {
+    registry = await startRegistry();
+    const pushed = await pushImage(registry, 'e2e/pause', 'latest', await pauseImage());
+    pauseRef = `${registry.host}/e2e/pause:latest`;
+    assert.ok(pushed.digest);
+    d = await startBerthd({ configToml: `[plugins."cri.service"]\nsandbox_image = "${pauseRef}"\n` });
+    await writeFile(join(d.confDir, '10-test.conflist'), conflist(net));
+    // The conf dir is watched: wait until the network is loaded.
+    for (let i = 0; i < 100; i++) {
+      const st = await call<object, StatusResponse>(d.runtime, 'status', {});
+      if (st.status?.conditions.find((c) => c.type === 'NetworkReady')?.status) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  afterEach(async () => {
+    await removeAll();
+    await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids: made });
+  });
+
+  after(async () => {
+    if (d !== undefined) {
+      await removeAll().catch(() => undefined);
+      await d.dispose();
+    }
+    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
+    await registry?.stop();
+  });
+
+  test('Status lists the runtime handlers with their features', async () => {
+    const st = await call<object, StatusResponse>(d.runtime, 'status', {});
+    assert.deepEqual(
+      st.runtimeHandlers.map((h) => h.name),
+      ['', 'runc'],
+    );
+    assert.equal(typeof st.runtimeHandlers[0]?.features?.recursiveReadOnlyMounts, 'boolean');
+  });
+
+  test('run, status, list, stop (twice), remove (twice)', async () => {
+    const config = podConfig({
+      dnsConfig: { servers: ['10.96.0.10'], searches: ['e2e.svc.cluster.local'], options: ['ndots:5'] },
+      portMappings: [{ protocol: Protocol.TCP, containerPort: 80, hostPort: 0, hostIp: '' }],
+    });
+    const started = performance.now();
+    const id = await run(config);
+    const ms = performance.now() - started;
+    assert.match(id, /^[0-9a-f]{64}$/);
+
+    const st = await podStatus(id, true);
+    assert.equal(st.status?.state, PodSandboxState.SANDBOX_READY);
+    assert.equal(st.status?.id, id);
+    assert.deepEqual(st.status?.metadata, config.metadata);
+    assert.deepEqual(st.status?.labels, config.labels);
+    assert.deepEqual(st.status?.annotations, config.annotations);
+    assert.ok((st.status?.createdAt ?? 0n) > 0n);
+    assert.ok(st.status?.network?.ip.startsWith(net.prefix), `pod IP ${st.status?.network?.ip} in ${net.subnet}`);
+    assert.equal(st.status?.runtimeHandler, '');
+    const info = JSON.parse(st.info['info'] ?? '{}') as { pid: number; netNamespacePath: string; image: string; cniResult: object; config: { metadata: { name: string } } };
+    assert.ok(info.pid > 0);
+    assert.equal(info.image, pauseRef);
+    assert.ok(info.cniResult);
+    assert.equal(info.config.metadata.name, config.metadata?.name);
+    assert.ok(await exists(info.netNamespacePath), 'netns pinned');
+    // The pause process lives in the pinned namespace.
+    const [procNs, pinned] = await Promise.all([stat(`/proc/${info.pid}/ns/net`), stat(info.netNamespacePath)]);
+    assert.equal(procNs.ino, pinned.ino);
+    const resolv = await readFile(join(d.root, 'cri.service', 'sandboxes', id, 'resolv.conf'), 'utf8');
+    assert.equal(resolv, 'search e2e.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n');
+    assert.equal(await readFile(join(d.root, 'cri.service', 'sandboxes', id, 'hostname'), 'utf8'), `${config.hostname}\n`);
+    const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+    assert.ok(mounts.includes(join(d.state, 'cri.service', 'sandboxes', id, 'shm')), 'shm mounted');
+
+    const items = await list();
+    assert.deepEqual(items.map((p) => p.id), [id]);
+    assert.equal(items[0]?.state, PodSandboxState.SANDBOX_READY);
+
+    await stop(id);
+    const stopped = await podStatus(id);
+    assert.equal(stopped.status?.state, PodSandboxState.SANDBOX_NOTREADY);
+    assert.equal(stopped.status?.network?.ip, '');
+    assert.equal(await exists(info.netNamespacePath), false, 'netns gone after stop');
+    await stop(id);
+    await remove(id);
+    await remove(id);
+    await assert.rejects(podStatus(id), grpcCode(GrpcStatus.NOT_FOUND));
+    assert.deepEqual(await list(), []);
+    console.log(`RunPodSandbox took ${ms.toFixed(1)} ms`);
+  });
+
+  test('ListPodSandbox filters by id prefix, state and labels', async () => {
+    const a = await run(podConfig({ labels: { app: 'a', tier: 'x' } }));
+    const b = await run(podConfig({ labels: { app: 'b', tier: 'x' } }));
+    await stop(b);
+    assert.deepEqual((await list({ id: a.slice(0, 12), labelSelector: {} })).map((p) => p.id), [a]);
+    assert.deepEqual((await list({ id: '', state: { state: PodSandboxState.SANDBOX_NOTREADY }, labelSelector: {} })).map((p) => p.id), [b]);
+    assert.deepEqual((await list({ id: '', state: { state: PodSandboxState.SANDBOX_READY }, labelSelector: {} })).map((p) => p.id), [a]);
+    assert.deepEqual((await list({ id: '', labelSelector: { app: 'b' } })).map((p) => p.id), [b]);
+    assert.deepEqual((await list({ id: '', labelSelector: { tier: 'x' } })).map((p) => p.id).sort(), [a, b].sort());
+    assert.deepEqual(await list({ id: 'ffffffffffff', labelSelector: {} }), []);
+    // Status and stop by a unique prefix too.
+    assert.equal((await podStatus(a.slice(0, 8))).status?.id, a);
+  });
+
+  test('a duplicate pod is AlreadyExists; an unknown handler is InvalidArgument naming the handlers', async () => {
+    const config = podConfig();
+    await run(config);
+    await assert.rejects(call(d.runtime, 'runPodSandbox', { config, runtimeHandler: '' }), grpcCode(GrpcStatus.ALREADY_EXISTS));
+    await assert.rejects(call(d.runtime, 'runPodSandbox', { config: podConfig(), runtimeHandler: 'nope' }), grpcCode(GrpcStatus.INVALID_ARGUMENT, /runc/));
+    await assert.rejects(call(d.runtime, 'runPodSandbox', { config: { ...podConfig(), metadata: undefined }, runtimeHandler: '' }), grpcCode(GrpcStatus.INVALID_ARGUMENT));
+    assert.equal((await list()).length, 1);
+  });
+
+  test('two pods on the bridge reach each other by IP', async () => {
+    const a = await run(podConfig());
+    const b = await run(podConfig());
+    const [sa, sb] = await Promise.all([podStatus(a, true), podStatus(b, true)]);
+    const nsA = (JSON.parse(sa.info['info']!) as { netNamespacePath: string }).netNamespacePath;
+    const ipB = sb.status!.network!.ip;
+    assert.notEqual(sa.status?.network?.ip, ipB);
+    const { stdout } = await sh('nsenter', [`--net=${nsA}`, 'busybox', 'ping', '-c', '1', '-W', '2', ipB]);
+    assert.match(stdout, /1 packets received/);
+  });
+
+  test('a host-network pod gets no namespace, no CNI and no IP', async () => {
+    const id = await run(podConfig({ linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.POD, ipc: NamespaceMode.POD, targetId: '' } } } as PodSandboxConfig['linux'] }));
+    const st = await podStatus(id, true);
+    assert.equal(st.status?.state, PodSandboxState.SANDBOX_READY);
+    assert.equal(st.status?.network, undefined);
+    const info = JSON.parse(st.info['info']!) as { pid: number; netNamespacePath: string };
+    assert.equal(info.netNamespacePath, '');
+    const [procNs, hostNs] = await Promise.all([stat(`/proc/${info.pid}/ns/net`), stat('/proc/self/ns/net')]);
+    assert.equal(procNs.ino, hostNs.ino);
+    await stop(id);
+  });
+
+  test('PodSandboxStats and ListPodSandboxStats report the pod cgroup and eth0', async () => {
+    const id = await run(podConfig());
+    const one = await call<object, PodSandboxStatsResponse>(d.runtime, 'podSandboxStats', { podSandboxId: id });
+    assert.equal(one.stats?.attributes?.id, id);
+    assert.ok((one.stats?.linux?.memory?.workingSetBytes?.value ?? 0n) > 0n, 'memory working set');
+    assert.ok(one.stats?.linux?.cpu?.usageCoreNanoSeconds !== undefined, 'cpu usage');
+    assert.equal(one.stats?.linux?.network?.defaultInterface?.name, 'eth0');
+    const all = await call<object, ListPodSandboxStatsResponse>(d.runtime, 'listPodSandboxStats', {});
+    assert.deepEqual(all.stats.map((s) => s.attributes?.id), [id]);
+  });
+
+  test('a pause container killed behind berthd\'s back marks the pod NOTREADY', async () => {
+    const id = await run(podConfig());
+    const info = JSON.parse((await podStatus(id, true)).info['info']!) as { pid: number };
+    process.kill(info.pid, 'SIGKILL');
+    for (let i = 0; i < 100; i++) {
+      if ((await podStatus(id)).status?.state === PodSandboxState.SANDBOX_NOTREADY) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await podStatus(id)).status?.state, PodSandboxState.SANDBOX_NOTREADY);
+    await stop(id);
+  });
+
+  test('Stop and Remove of an unknown pod: NotFound and success', async () => {
+    await assert.rejects(stop('0123456789abcdef'), grpcCode(GrpcStatus.NOT_FOUND));
+    await remove('0123456789abcdef');
+  });
+});
