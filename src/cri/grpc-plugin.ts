@@ -37,6 +37,7 @@ import {
   type VersionRequest,
   type VersionResponse,
 } from '../generated/api.js';
+import { containerRpcs } from './container/index.js';
 import { implementService, unary, withCallSignal } from './rpc.js';
 import type { CriService } from './service.js';
 
@@ -86,6 +87,7 @@ export const criGrpcRegistration: Registration<Record<string, never>, GrpcServic
       }),
       runtimeConfig: unary<RuntimeConfigRequest, RuntimeConfigResponse>(log, 'RuntimeConfig', () => cri.runtimeConfig()),
       ...sandboxHandlers(cri, log),
+      ...containerRpcs(log, cri.containers),
     });
     const images = cri.images;
     const image = implementService(ImageServiceService, {

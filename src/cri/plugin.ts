@@ -8,6 +8,7 @@ import type { OciRuntime } from '../core/runtime/index.js';
 import { hostFacts } from '../core/runtime/spec/index.js';
 import type { Snapshotter } from '../core/snapshotter/index.js';
 import { criConfigSchema, type CriConfig } from './config.js';
+import { ContainerService } from './container/index.js';
 import { CriImageService } from './image-service.js';
 import { RuntimeConfigStore } from './runtime-config-store.js';
 import { SandboxService } from './sandbox/index.js';
@@ -35,6 +36,18 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<C
       const stores = openCriStores(ctx.get<SqliteMetadata>(PluginType.Metadata));
       images.pin(ctx.config.sandbox_image);
       const [netns, host] = await Promise.all([NetnsManager.open(join(ctx.stateDir, 'netns'), { log: ctx.log }), hostFacts()]);
+      const snapshotter = ctx.get<Snapshotter>(PluginType.Snapshotter);
+      const containers = new ContainerService({
+        containers: stores.containers,
+        sandboxes: stores.sandboxes,
+        runtime,
+        images,
+        snapshotter,
+        events,
+        log: ctx.log,
+        stateDir: ctx.stateDir,
+        host,
+      });
       const sandboxes = new SandboxService({
         log: ctx.log,
         sandboxes: stores.sandboxes,
@@ -42,7 +55,7 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<C
         runtime,
         events,
         images,
-        snapshotter: ctx.get<Snapshotter>(PluginType.Snapshotter),
+        snapshotter,
         network: new PodNetwork(cni, { log: ctx.log }),
         netns,
         podCidrs: () => runtimeConfig.get().podCidrs,
@@ -51,11 +64,17 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<C
         stateDir: join(ctx.stateDir, 'sandboxes'),
         host,
       });
-      try {
-        await sandboxes.recover();
-      } catch (err) {
+      sandboxes.setContainerOps(containers);
+      const close = async (): Promise<void> => {
+        containers.close();
         sandboxes.close();
         await netns.close();
+      };
+      try {
+        // Both subscribe to task exits first, so exits found while recovering are recorded.
+        await Promise.all([containers.recover(), sandboxes.recover()]);
+      } catch (err) {
+        await close();
         throw err;
       }
       ctx.meta({ exports: { sandbox_image: ctx.config.sandbox_image, netns_dir: netns.dir } });
@@ -68,11 +87,9 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<C
         images: new CriImageService(images, ctx.log),
         runtime,
         sandboxes,
+        containers,
         stores,
-        close: async () => {
-          sandboxes.close();
-          await netns.close();
-        },
+        close,
       });
     },
   };

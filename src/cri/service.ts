@@ -12,6 +12,7 @@ import {
 import { BERTH_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME } from '../version.js';
 import type { CriImageService } from './image-service.js';
 import { parsePodCidrs, type RuntimeConfigStore } from './runtime-config-store.js';
+import type { ContainerService } from './container/index.js';
 import type { SandboxService } from './sandbox/index.js';
 import type { CriStores } from './store/index.js';
 
@@ -38,6 +39,7 @@ export interface CriServiceOptions {
   images: CriImageService;
   runtime: RuntimeHandlers;
   sandboxes: SandboxService;
+  containers: ContainerService;
   stores: CriStores;
   /** Releases what init made (event subscriptions, the netns dir mount). */
   close: () => Promise<void>;
@@ -47,11 +49,13 @@ export interface CriServiceOptions {
 export class CriService {
   readonly images: CriImageService;
   readonly sandboxes: SandboxService;
+  readonly containers: ContainerService;
   readonly stores: CriStores;
 
   constructor(private readonly opts: CriServiceOptions) {
     this.images = opts.images;
     this.sandboxes = opts.sandboxes;
+    this.containers = opts.containers;
     this.stores = opts.stores;
   }
 
