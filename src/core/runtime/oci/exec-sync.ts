@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError } from '../../errors.js';
 import { helperEnv } from './command.js';
 import { Runc, runcErrorKind, type RuntimeHandler } from './runc.js';
@@ -14,6 +15,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Cap on each of stdout and stderr (default 16 MiB); the rest is dropped. */
   maxOutputBytes?: number;
+  /** Aborting SIGKILLs the exec'd process group and rejects with ERR_RUNC_EXEC_CANCELLED (a cancelled ExecSync call). */
+  signal?: AbortSignal;
 }
 
 export interface ExecResult {
@@ -121,7 +124,28 @@ export async function conmonExec(req: ExecRequest, options: ExecOptions = {}): P
     if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
       args.push('-T', String(Math.ceil(options.timeoutMs / 1000)));
     }
-    const messages = await runConmonSync(req.conmonPath, args, dir, id);
+    const cancelled = (): BerthError =>
+      new BerthError('cancelled', 'ERR_RUNC_EXEC_CANCELLED', `exec in ${id} cancelled`, { context: { container: id }, cause: options.signal?.reason });
+    if (options.signal?.aborted) throw cancelled();
+    // conmon ends once the exec'd process does: killing its group is how an exec is cut short.
+    let settled = false;
+    const onAbort = async (): Promise<void> => {
+      // The pid file may not be written yet when the abort comes.
+      for (let i = 0; i < 200 && !settled; i++) {
+        if (await killExecGroup(join(dir, 'pid'))) return;
+        await sleep(10);
+      }
+    };
+    const abortListener = (): void => void onAbort();
+    options.signal?.addEventListener('abort', abortListener, { once: true });
+    let messages: SyncMessage[];
+    try {
+      messages = await runConmonSync(req.conmonPath, args, dir, id);
+    } finally {
+      settled = true;
+      options.signal?.removeEventListener('abort', abortListener);
+    }
+    if (options.signal?.aborted) throw cancelled();
     // First message: the exec'd pid (or <= 0 with runc's error); second: its exit code.
     const first = messages[0];
     if (first === undefined || first.data <= 0) {
@@ -152,6 +176,20 @@ export async function conmonExec(req: ExecRequest, options: ExecOptions = {}): P
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** SIGKILLs the exec'd process's group (runc makes it a session leader); false while conmon has not written its pid file. */
+async function killExecGroup(pidFile: string): Promise<boolean> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (!(pid > 1)) return false;
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+  return true;
 }
 
 function execError(id: string, why: string): BerthError {
