@@ -342,7 +342,7 @@ export class OciRuntime {
    * Runs `cmd` in the running container with the container's process
    * settings (env, user, cwd, capabilities...) and waits for it (ExecSync).
    * On timeout the process is killed and `timedOut` set; an aborted `signal`
-   * rejects with a cancelled error.
+   * kills it too and rejects with ERR_RUNC_EXEC_CANCELLED (cancelled).
    */
   async exec(id: string, req: ExecRequest, signal?: AbortSignal): Promise<ExecOutcome> {
     if (req.cmd.length === 0) {
@@ -358,14 +358,11 @@ export class OciRuntime {
       cwd: req.cwd ?? base.cwd,
       user: req.user ?? base.user,
     };
-    if (signal?.aborted) throw cancelledExec(id, signal);
-    const running = this.monitor.exec(id, proc, {
+    const r = await this.monitor.exec(id, proc, {
       timeoutMs: req.timeoutSec > 0 ? req.timeoutSec * 1000 : undefined,
       maxOutputBytes: req.maxOutputBytes,
+      signal,
     });
-    // The monitor's exec takes no abort signal yet: an abort answers the caller at once and the
-    // process is left to its own timeout (ExecSync always has one from the kubelet).
-    const r = signal === undefined ? await running : await abortable(running, signal, id);
     return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };
   }
 
@@ -522,27 +519,6 @@ export class OciRuntime {
       oomKilled: st.oomKilled,
     } satisfies TaskExitEvent);
   }
-}
-
-function cancelledExec(id: string, signal: AbortSignal): BerthError {
-  return new BerthError('cancelled', 'ERR_RUNTIME_EXEC_CANCELLED', `exec in ${id} cancelled`, { context: { container: id }, cause: signal.reason });
-}
-
-function abortable<T>(work: Promise<T>, signal: AbortSignal, id: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(cancelledExec(id, signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** `extra` entries replace same-named ones of `base`, the rest are appended. */
