@@ -1,8 +1,8 @@
 /**
  * Checks that a berthd left nothing behind of the pods and containers it ran:
  * mounts under its dir, pinned network namespaces, veths on the test bridge,
- * iptables rules of the test network, runc containers, conmon processes and
- * cgroups. Call it after a test removed its pods (berthd may still run: its
+ * iptables rules and host-local IPs of the test network, runc containers,
+ * conmon processes and cgroups. Call it after a test removed its pods (berthd may still run: its
  * netns dir stays a mount point of its own while it runs, which is not a leak).
  */
 import assert from 'node:assert/strict';
@@ -24,6 +24,24 @@ export interface LeakScope {
   network?: string;
   /** Sandbox and container ids the test made: no cgroup may be left of them. */
   ids?: readonly string[];
+  /** A cgroup parent the test's pods used: no cgroup may be left below it. */
+  cgroupParent?: string;
+}
+
+/** IPs host-local still holds for a network (its files other than the lock and last-reserved markers). */
+async function heldIps(network: string): Promise<string[]> {
+  const names = await readdir(join('/var/lib/cni/networks', network)).catch(() => [] as string[]);
+  return names.filter((n) => n !== 'lock' && !n.startsWith('last_reserved_ip'));
+}
+
+async function cgroupChildren(parent: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    const dir = join('/sys/fs/cgroup', controller, parent);
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    out.push(...entries.filter((e) => e.isDirectory()).map((e) => join(dir, e.name)));
+  }
+  return out;
 }
 
 /** Mount points at or under `dir`, except berthd's netns dir itself. */
@@ -105,7 +123,7 @@ async function cgroupsOf(ids: readonly string[]): Promise<string[]> {
 /** Everything left behind in `scope`, as readable lines (empty: clean). */
 export async function findLeaks(scope: LeakScope): Promise<string[]> {
   const state = scope.state ?? join(scope.dir, 'state');
-  const [mounts, netns, ports, rules, runc, monitors, cgroups] = await Promise.all([
+  const [mounts, netns, ports, rules, runc, monitors, cgroups, ips, children] = await Promise.all([
     mountsUnder(scope.dir, state),
     netnsFiles(state),
     scope.bridge === undefined ? Promise.resolve([]) : bridgePorts(scope.bridge),
@@ -113,6 +131,8 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
     runcContainers(state),
     conmons(scope.dir),
     cgroupsOf(scope.ids ?? []),
+    scope.network === undefined ? Promise.resolve([]) : heldIps(scope.network),
+    scope.cgroupParent === undefined ? Promise.resolve([]) : cgroupChildren(scope.cgroupParent),
   ]);
   return [
     ...mounts.map((m) => `mount ${m}`),
@@ -122,6 +142,8 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
     ...runc.map((c) => `runc container ${c}`),
     ...monitors.map((c) => `conmon ${c}`),
     ...cgroups.map((c) => `cgroup ${c}`),
+    ...ips.map((ip) => `host-local IP ${ip} of ${scope.network}`),
+    ...children.map((c) => `cgroup ${c}`),
   ];
 }
 

@@ -2,7 +2,7 @@ import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -20,7 +20,7 @@ import {
 } from '../../src/generated/api.js';
 import { pauseImage, pushImage, startRegistry, type RegistryHandle } from '../fixtures/index.js';
 import { call, startBerthd, type Berthd } from './harness.js';
-import { assertNoLeaks } from './leaks.js';
+import { assertNoLeaks, findLeaks } from './leaks.js';
 
 const sh = promisify(execFile);
 
@@ -170,6 +170,10 @@ describe('pod sandboxes on a real berthd', () => {
     const mounts = await readFile('/proc/self/mountinfo', 'utf8');
     assert.ok(mounts.includes(join(d.state, 'cri.service', 'sandboxes', id, 'shm')), 'shm mounted');
 
+    // The leak checker sees a running pod's every part (so it can fail).
+    const parts = (await findLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids: [id] })).map((l) => l.split(' ')[0]);
+    for (const kind of ['mount', 'netns', 'bridge', 'runc', 'conmon', 'cgroup', 'host-local']) assert.ok(parts.includes(kind), `leak check sees the ${kind}`);
+
     const items = await list();
     assert.deepEqual(items.map((p) => p.id), [id]);
     assert.equal(items[0]?.state, PodSandboxState.SANDBOX_READY);
@@ -259,5 +263,64 @@ describe('pod sandboxes on a real berthd', () => {
   test('Stop and Remove of an unknown pod: NotFound and success', async () => {
     await assert.rejects(stop('0123456789abcdef'), grpcCode(GrpcStatus.NOT_FOUND));
     await remove('0123456789abcdef');
+  });
+});
+
+describe('a RunPodSandbox that fails part-way leaves nothing behind', () => {
+  let registry: RegistryHandle;
+  let d: Berthd;
+  const net = testNetwork('fail');
+  const cgroupParent = `/berth-e2e-${randomBytes(4).toString('hex')}`;
+
+  before(async () => {
+    registry = await startRegistry();
+    await pushImage(registry, 'e2e/pause', 'latest', await pauseImage());
+    d = await startBerthd({ configToml: `[plugins."cri.service"]\nsandbox_image = "${registry.host}/e2e/pause:latest"\n` });
+    // The bridge ADD works (an IP is taken, a veth made), then tuning fails on a sysctl that does not exist.
+    await writeFile(join(d.confDir, '10-fail.conflist'), conflist(net, [{ type: 'tuning', sysctl: { 'net.ipv4.conf.IFNAME.no_such_sysctl': '1' } }]));
+    for (let i = 0; i < 100; i++) {
+      const st = await call<object, StatusResponse>(d.runtime, 'status', {});
+      if (st.status?.conditions.find((c) => c.type === 'NetworkReady')?.status) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  after(async () => {
+    await d?.dispose();
+    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
+    for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+      await rmdir(join('/sys/fs/cgroup', controller, cgroupParent)).catch(() => undefined);
+    }
+    await registry?.stop();
+  });
+
+  const runFails = async (config: PodSandboxConfig, pattern: RegExp) => {
+    await assert.rejects(call(d.runtime, 'runPodSandbox', { config, runtimeHandler: '' }), (err: ServiceError) => {
+      assert.match(err.details, pattern);
+      return true;
+    });
+    assert.deepEqual((await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {})).items, []);
+    assert.deepEqual(await readdir(join(d.state, 'cri.service', 'sandboxes')), [], 'no sandbox state dir left');
+    assert.deepEqual(await readdir(join(d.root, 'cri.service', 'sandboxes')), [], 'no sandbox root dir left');
+    await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, cgroupParent });
+  };
+
+  test('a CNI plugin failing at ADD', async () => {
+    await runFails(podConfig({ linux: { cgroupParent } as PodSandboxConfig['linux'] }), /no_such_sysctl/);
+  });
+
+  test('the sandbox container failing at create (CNI ADD done in parallel)', async () => {
+    await writeFile(join(d.confDir, '10-fail.conflist'), conflist(net));
+    for (let i = 0; i < 100; i++) {
+      const st = await call<object, StatusResponse>(d.runtime, 'status', { verbose: true });
+      if (!(st.info['cniconfig'] ?? '').includes('tuning')) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await runFails(podConfig({ linux: { cgroupParent, sysctls: { 'net.ipv4.no_such_sysctl': '1' } } as PodSandboxConfig['linux'] }), /sysctl|no_such/);
+    // The same pod name is free again after the failure.
+    const config = podConfig({ linux: { cgroupParent } as PodSandboxConfig['linux'] });
+    const { podSandboxId } = await call<object, RunPodSandboxResponse>(d.runtime, 'runPodSandbox', { config, runtimeHandler: '' });
+    await call(d.runtime, 'removePodSandbox', { podSandboxId });
+    await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, cgroupParent });
   });
 });
