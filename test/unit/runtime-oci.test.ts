@@ -122,7 +122,11 @@ describe('runtime.oci with runc + conmon', () => {
     assert.equal(await processStartTime(c.pid), undefined);
     assert.deepEqual(await processesMentioning(c.bundle), [], 'its conmon is gone');
     assert.equal(await rt.state('del'), 'unknown');
-    await assert.rejects(rt.start('del'), (err) => isBerthError(err) && err.kind === 'not-found');
+    for (const op of [() => rt.start('del'), () => rt.reopenLog('del'), () => rt.update('del', { devices: [] }), () => rt.kill('del', 'KILL')]) {
+      await assert.rejects(op(), (err) => isBerthError(err) && err.kind === 'not-found' && err.code === 'ERR_RUNTIME_NOT_FOUND');
+    }
+    await assert.rejects(rt.exec('del', { cmd: ['true'], timeoutSec: 1 }), (err) => code(err) === 'ERR_RUNTIME_NOT_FOUND');
+    assert.equal(await rt.exitStatus('del'), undefined);
     await assert.rejects(rt.stop('del', 1), (err) => code(err) === 'ERR_RUNTIME_NOT_FOUND');
     await rt.delete('never-existed');
   });

@@ -241,6 +241,7 @@ export class OciRuntime {
   }
 
   async start(id: string): Promise<void> {
+    await this.record(id);
     await this.monitor.start(id);
   }
 
