@@ -8,10 +8,7 @@ import { helperEnv } from './command.js';
 import { Runc, runcErrorKind, type RuntimeHandler } from './runc.js';
 
 export interface ExecOptions {
-  /**
-   * Kill the exec'd process (its whole process group) after this long; conmon
-   * counts whole seconds, so this is rounded up. 0 or unset: no limit.
-   */
+  /** Kill the exec'd process (its whole process group) after this long. 0 or unset: no limit. */
   timeoutMs?: number;
   /** Cap on each of stdout and stderr (default 16 MiB); the rest is dropped. */
   maxOutputBytes?: number;
@@ -121,28 +118,41 @@ export async function conmonExec(req: ExecRequest, options: ExecOptions = {}): P
       '--log-level', 'info',
     ];
     for (const a of new Runc(req.runtime).globalArgs()) args.push('--runtime-arg', a);
-    if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
-      args.push('-T', String(Math.ceil(options.timeoutMs / 1000)));
+    const timeoutMs = options.timeoutMs !== undefined && options.timeoutMs > 0 ? options.timeoutMs : 0;
+    if (timeoutMs > 0) {
+      // conmon's own -T (glib whole seconds, which may fire up to a second early) is only a
+      // backstop for when berthd is gone; the timer below keeps the limit to the millisecond.
+      args.push('-T', String(Math.ceil(timeoutMs / 1000) + 1));
     }
     const cancelled = (): BerthError =>
       new BerthError('cancelled', 'ERR_RUNC_EXEC_CANCELLED', `exec in ${id} cancelled`, { context: { container: id }, cause: options.signal?.reason });
     if (options.signal?.aborted) throw cancelled();
-    // conmon ends once the exec'd process does: killing its group is how an exec is cut short.
+    // conmon ends once the exec'd process does: killing its group is how an exec is cut short
+    // (on abort and on timeout).
     let settled = false;
-    const onAbort = async (): Promise<void> => {
+    const cutShort = async (): Promise<void> => {
       // The pid file may not be written yet when the abort comes.
       for (let i = 0; i < 200 && !settled; i++) {
         if (await killExecGroup(join(dir, 'pid'))) return;
         await sleep(10);
       }
     };
-    const abortListener = (): void => void onAbort();
+    const abortListener = (): void => void cutShort();
     options.signal?.addEventListener('abort', abortListener, { once: true });
+    let timerFired = false;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            timerFired = true;
+            void cutShort();
+          }, timeoutMs)
+        : undefined;
     let messages: SyncMessage[];
     try {
       messages = await runConmonSync(req.conmonPath, args, dir, id);
     } finally {
       settled = true;
+      if (timer !== undefined) clearTimeout(timer);
       options.signal?.removeEventListener('abort', abortListener);
     }
     if (options.signal?.aborted) throw cancelled();
@@ -153,7 +163,7 @@ export async function conmonExec(req: ExecRequest, options: ExecOptions = {}): P
     }
     const last = messages[1];
     if (last === undefined) throw execError(id, 'conmon exited without reporting an exit code');
-    const timedOut = last.data === -1 && last.message === TIMED_OUT;
+    const timedOut = timerFired || (last.data === -1 && last.message === TIMED_OUT);
     if (last.data < 0 && !timedOut) throw execError(id, last.message?.trim() || `exit ${last.data}`);
     let log: Buffer;
     const fh = await open(logPath, 'r').catch(() => undefined);

@@ -243,6 +243,7 @@ export class ConmonMonitor {
       let syncText = '';
       let firstExit: number | null | undefined;
       let message: { data?: number; pid?: number; message?: string } | undefined;
+      let syncEnded = false;
       let done = false;
 
       const finish = (err: BerthError | undefined, value?: CreatedContainer): void => {
@@ -257,6 +258,11 @@ export class ConmonMonitor {
       const timer = setTimeout(() => {
         finish(monitorError('ERR_MONITOR_CREATE_TIMEOUT', `creating container ${id} took longer than ${timeoutMs} ms`, id, undefined, 'deadline-exceeded'));
       }, timeoutMs);
+
+      const noReport = (): void => {
+        if (message !== undefined) return;
+        finish(monitorError('ERR_MONITOR_SYNC', `conmon for ${id} exited without reporting the container (${stderr.trim() || 'no message'})`, id));
+      };
 
       // Both the intermediate conmon's exit (after it wrote conmon.pid) and the message are needed.
       const settle = async (): Promise<void> => {
@@ -297,16 +303,18 @@ export class ConmonMonitor {
       child.once('exit', (code, signal) => {
         firstExit = code;
         if (code !== 0) {
-          finish(
-            monitorError(
-              'ERR_MONITOR_START',
-              `conmon for ${id} failed (${code ?? signal}): ${stderr.trim() || 'no message'}`,
-              id,
-            ),
-          );
+          // It failed before forking, so nothing else holds its stderr: read it to the end first.
+          const report = (): void =>
+            finish(monitorError('ERR_MONITOR_START', `conmon for ${id} failed (${code ?? signal}): ${stderr.trim() || 'no message'}`, id));
+          if (child.stderr!.readableEnded) report();
+          else {
+            child.stderr!.once('end', report);
+            setTimeout(report, 500).unref();
+          }
           return;
         }
-        void settle();
+        if (syncEnded) noReport();
+        else void settle();
       });
       sync.on('data', (b: Buffer) => {
         syncText += b.toString();
@@ -324,11 +332,9 @@ export class ConmonMonitor {
         // EOF/errors are judged in 'end'.
       });
       sync.on('end', () => {
-        if (message === undefined) {
-          finish(
-            monitorError('ERR_MONITOR_SYNC', `conmon for ${id} exited without reporting the container (${stderr.trim() || 'no message'})`, id),
-          );
-        }
+        syncEnded = true;
+        // A failed start of the first process is reported by the exit handler, with its stderr.
+        if (firstExit === 0) noReport();
       });
     });
   }
