@@ -160,10 +160,12 @@ export class SandboxService {
     const started = performance.now();
     try {
       const record = await this.make(id, name, config, req.runtimeHandler, handler.name, undo, signal);
+      const persistFrom = performance.now();
       this.store.add(record);
+      const persistMs = Math.round((performance.now() - persistFrom) * 10) / 10;
       const exit = this.inflight.get(id);
       if (exit !== undefined) this.markExited(id, exit);
-      this.log.info({ sandbox: id, name, ips: record.ips, ms: Math.round(performance.now() - started) }, 'sandbox running');
+      this.log.info({ sandbox: id, name, ips: record.ips, ms: Math.round(performance.now() - started), persistMs }, 'sandbox running');
       return id;
     } catch (err) {
       await undo.unwind((what, undoErr) =>
@@ -175,7 +177,13 @@ export class SandboxService {
     }
   }
 
-  /** Makes everything of a sandbox, pushing the undo of each step; the record to store. */
+  /**
+   * Makes everything of a sandbox, pushing the undo of each step; the record
+   * to store. Independent steps overlap: the namespace, the rootfs mount and
+   * the shm mount at once; then CNI ADD (needs the namespace) alongside the
+   * pause container's spec, create and start (needs all three). Step times
+   * (ms since the start) go to the debug log.
+   */
   private async make(
     id: string,
     name: string,
@@ -185,6 +193,11 @@ export class SandboxService {
     undo: UndoStack,
     signal: AbortSignal | undefined,
   ): Promise<SandboxRecord> {
+    const t0 = performance.now();
+    const steps: Record<string, number> = {};
+    const mark = (step: string): void => {
+      steps[step] = Math.round((performance.now() - t0) * 10) / 10;
+    };
     const modes = namespaceModes(config.linux?.securityContext?.namespaceOptions);
     const hostNetwork = modes.network === NamespaceMode.NODE;
     const image = await this.pauseImage();
@@ -194,21 +207,41 @@ export class SandboxService {
     const stateDir = join(this.opts.stateDir, id);
     await Promise.all([mkdir(dir, { recursive: true, mode: 0o711 }), mkdir(stateDir, { recursive: true, mode: 0o711 })]);
     undo.push('sandbox dirs', () => Promise.all([rm(dir, { recursive: true, force: true }), rm(stateDir, { recursive: true, force: true })]).then(() => {}));
-    const files = await writePodFiles(dir, config.hostname, config.dnsConfig, this.hostFiles);
     const shmPath = modes.ipc === NamespaceMode.NODE ? '' : join(stateDir, 'shm');
-    const netnsPath = hostNetwork ? '' : await this.opts.netns.create();
-    if (netnsPath !== '') undo.push('network namespace', () => this.opts.netns.remove(netnsPath));
-    if (shmPath !== '') {
-      await mountShm(shmPath);
-      undo.push('shm mount', () => unmountShm(shmPath));
-    }
+    const rootfs = join(stateDir, 'rootfs');
 
-    // CNI ADD and the pause container need only the namespace: do both at once.
-    const networkStep = hostNetwork ? Promise.resolve(undefined) : this.setupNetwork(id, config, netnsPath, undo, signal);
-    const containerStep = this.startPause(id, config, handler, image, { dir, stateDir, files, shmPath, netnsPath, hostNetwork }, undo);
-    const [net, ctr] = await Promise.allSettled([networkStep, containerStep]);
-    if (net.status === 'rejected') throw net.reason;
-    if (ctr.status === 'rejected') throw ctr.reason;
+    const filesStep = writePodFiles(dir, config.hostname, config.dnsConfig, this.hostFiles);
+    const netnsStep = hostNetwork
+      ? Promise.resolve('')
+      : this.opts.netns.create().then((path) => {
+          undo.push('network namespace', () => this.opts.netns.remove(path));
+          mark('netns');
+          return path;
+        });
+    const shmStep =
+      shmPath === ''
+        ? Promise.resolve()
+        : mountShm(shmPath).then(() => {
+            undo.push('shm mount', () => unmountShm(shmPath));
+            mark('shm');
+          });
+    const rootfsStep = this.mountRootfs(id, image, rootfs, undo).then(() => mark('rootfs'));
+    const networkStep = hostNetwork
+      ? Promise.resolve(undefined)
+      : netnsStep.then(async (netnsPath) => {
+          const setup = await this.setupNetwork(id, config, netnsPath, undo, signal);
+          mark('cni');
+          return setup;
+        });
+    const containerStep = Promise.all([filesStep, netnsStep, shmStep, rootfsStep]).then(([files, netnsPath]) =>
+      this.startPause(id, config, handler, image, { rootfs, stateDir, files, shmPath, netnsPath, hostNetwork }, undo, mark),
+    );
+    // Every step settles (and has pushed its undo) before a failure unwinds them.
+    const settled = await Promise.allSettled([filesStep, netnsStep, shmStep, rootfsStep, networkStep, containerStep]);
+    mark('total');
+    this.log.debug({ sandbox: id, steps }, 'sandbox step times (ms)');
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    const [files, netnsPath, net, pid] = await Promise.all([filesStep, netnsStep, networkStep, containerStep]);
 
     return {
       id,
@@ -220,12 +253,12 @@ export class SandboxService {
       createdAt: nowNs(),
       hostNetwork,
       netnsPath,
-      network: net.value?.record,
-      ips: net.value?.ips ?? [],
-      pid: ctr.value.pid,
+      network: net?.record,
+      ips: net?.ips ?? [],
+      pid,
       image: { id: image.id, ref: this.opts.sandboxImage },
       snapshotKey: snapshotKeyOf(id),
-      rootfs: ctr.value.rootfs,
+      rootfs,
       dir,
       stateDir,
       ...files,
@@ -256,35 +289,42 @@ export class SandboxService {
     return setup;
   }
 
+  /** An active snapshot of the pause image mounted at `rootfs`. */
+  private async mountRootfs(id: string, image: ImageRecord, rootfs: string, undo: UndoStack): Promise<void> {
+    const { snapshotter } = this.opts;
+    const key = snapshotKeyOf(id);
+    const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/sandbox': id } });
+    undo.push('rootfs snapshot', () => snapshotter.remove(key));
+    await mkdir(rootfs, { mode: 0o755 });
+    await mount(mounts, rootfs);
+    undo.push('rootfs mount', () => unmount(rootfs, { detach: true }));
+  }
+
+  /** The pause container: spec, create under its monitor, start; its pid. */
   private async startPause(
     id: string,
     config: PodSandboxConfig,
     handler: string,
     image: ImageRecord,
-    where: { dir: string; stateDir: string; files: PodFiles; shmPath: string; netnsPath: string; hostNetwork: boolean },
+    where: { rootfs: string; stateDir: string; files: PodFiles; shmPath: string; netnsPath: string; hostNetwork: boolean },
     undo: UndoStack,
-  ): Promise<{ pid: number; rootfs: string }> {
-    const { snapshotter, runtime } = this.opts;
-    const key = snapshotKeyOf(id);
-    const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/sandbox': id } });
-    undo.push('rootfs snapshot', () => snapshotter.remove(key));
-    const rootfs = join(where.stateDir, 'rootfs');
-    await mkdir(rootfs, { mode: 0o755 });
-    await mount(mounts, rootfs);
-    undo.push('rootfs mount', () => unmount(rootfs, { detach: true }));
+    mark: (step: string) => void,
+  ): Promise<number> {
+    const { runtime } = this.opts;
     const { spec, notes } = await sandboxSpec({
       id,
       config,
       image: { config: image.config },
       imageName: this.opts.sandboxImage,
-      rootfs,
+      rootfs: where.rootfs,
       host: this.opts.host,
-      passwd: rootfsPasswd(rootfs),
+      passwd: rootfsPasswd(where.rootfs),
       netnsPath: where.hostNetwork ? undefined : where.netnsPath,
       resolvConfPath: where.files.resolvConfPath,
       shmPath: where.shmPath,
     });
     for (const note of notes) this.log.info({ sandbox: id, note }, 'sandbox spec note');
+    mark('spec');
     const { pid } = await runtime.create({
       id,
       handler,
@@ -296,8 +336,10 @@ export class SandboxService {
       stdinOnce: false,
     });
     undo.push('sandbox container', () => runtime.delete(id));
+    mark('create');
     await runtime.start(id);
-    return { pid, rootfs };
+    mark('start');
+    return pid;
   }
 
   /**
