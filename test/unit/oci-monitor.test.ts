@@ -254,6 +254,14 @@ describe('conmon monitor', () => {
     assert.ok(Date.now() - t0 < 5000);
   });
 
+  test('stop: a container that was created but never started', async () => {
+    await run('unstarted', ['sleep', '60']);
+    const st = await fx.monitor.stop('unstarted', 5);
+    // runc init (still waiting for `runc start`) ends on the SIGTERM; its status is runc's (2 here), not 143.
+    assert.ok(st.exitCode > 0, `exit ${st.exitCode}`);
+    assert.equal((await fx.monitor.state('unstarted')).status, 'stopped');
+  });
+
   test('stop: SIGKILL after the timeout when SIGTERM is ignored', async () => {
     await run('kill', ['sh', '-c', 'trap "" TERM; while :; do sleep 0.05; done']);
     await fx.monitor.start('kill');
