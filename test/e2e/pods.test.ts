@@ -324,3 +324,67 @@ describe('a RunPodSandbox that fails part-way leaves nothing behind', () => {
     await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, cgroupParent });
   });
 });
+
+describe('pods across a kill -9 of berthd', () => {
+  let registry: RegistryHandle;
+  let d: Berthd;
+  let configToml: string;
+  const net = testNetwork('rec');
+
+  before(async () => {
+    registry = await startRegistry();
+    await pushImage(registry, 'e2e/pause', 'latest', await pauseImage());
+    configToml = `[plugins."cri.service"]\nsandbox_image = "${registry.host}/e2e/pause:latest"\n`;
+    d = await startBerthd({ configToml });
+    await writeFile(join(d.confDir, '10-rec.conflist'), conflist(net));
+    for (let i = 0; i < 100; i++) {
+      const st = await call<object, StatusResponse>(d.runtime, 'status', {});
+      if (st.status?.conditions.find((c) => c.type === 'NetworkReady')?.status) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  after(async () => {
+    await d?.dispose();
+    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
+    await registry?.stop();
+  });
+
+  test('running pods stay ready with their IPs, a pause that died meanwhile is NOTREADY, and stop/remove clean up afterwards', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push((await call<object, RunPodSandboxResponse>(d.runtime, 'runPodSandbox', { config: podConfig(), runtimeHandler: '' })).podSandboxId);
+    }
+    const before = await Promise.all(ids.map((id) => call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId: id, verbose: true })));
+    const pids = before.map((s) => (JSON.parse(s.info['info']!) as { pid: number }).pid);
+
+    assert.equal(await d.stop('SIGKILL'), 'SIGKILL');
+    // While berthd is down: pod 0's pause dies; the others keep running.
+    process.kill(pids[0]!, 'SIGKILL');
+    for (const pid of pids.slice(1)) process.kill(pid, 0);
+    d = await startBerthd({ dir: d.dir, configToml });
+
+    const after = await Promise.all(ids.map((id) => call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId: id })));
+    assert.equal(after[0]?.status?.state, PodSandboxState.SANDBOX_NOTREADY);
+    for (let i = 1; i < ids.length; i++) {
+      assert.equal(after[i]?.status?.state, PodSandboxState.SANDBOX_READY, `pod ${i} still ready`);
+      assert.equal(after[i]?.status?.network?.ip, before[i]?.status?.network?.ip);
+      assert.deepEqual(after[i]?.status?.metadata, before[i]?.status?.metadata);
+      assert.equal(after[i]?.status?.createdAt, before[i]?.status?.createdAt);
+    }
+    // A pod still running is watched again: its pause dying now is seen.
+    process.kill(pids[1]!, 'SIGKILL');
+    for (let i = 0; i < 100; i++) {
+      const st = await call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId: ids[1]! });
+      if (st.status?.state === PodSandboxState.SANDBOX_NOTREADY) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId: ids[1]! })).status?.state, PodSandboxState.SANDBOX_NOTREADY);
+
+    for (const id of ids) {
+      await call(d.runtime, 'stopPodSandbox', { podSandboxId: id });
+      await call(d.runtime, 'removePodSandbox', { podSandboxId: id });
+    }
+    await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids });
+  });
+});
