@@ -115,6 +115,7 @@ describe('CRI containers', () => {
   let logDir: string;
   /** What exists with only the shared pod running (its mounts, netns, runc container and conmon). */
   let baseline: string[];
+  let configToml: string;
   let work: string;
   /** Containers made by the running test. */
   const made: string[] = [];
@@ -208,10 +209,8 @@ describe('CRI containers', () => {
         ],
       }),
     );
-    d = await startBerthd({
-      dir,
-      configToml: `[plugins."cri.service"]\nsandbox_image = "${registry.host}/e2e/pause:latest"\n`,
-    });
+    configToml = `[plugins."cri.service"]\nsandbox_image = "${registry.host}/e2e/pause:latest"\n`;
+    d = await startBerthd({ dir, configToml });
     work = await mkdtemp(join(tmpdir(), 'berth-e2e-containers-work-'));
     logDir = join(work, 'logs');
     await call(d.images, 'pullImage', PullImageRequest.fromPartial({ image: { image: busybox } }), 60_000);
@@ -411,6 +410,21 @@ describe('CRI containers', () => {
     await assert.rejects(create(containerConfig('dup', ['true'])), grpcError(GrpcStatus.ALREADY_EXISTS, /dup/));
   });
 
+  test('a create that fails at the spec or in the runtime undoes every step', async () => {
+    // Spec generation fails after the rootfs is mounted (the user is looked up in it).
+    await assert.rejects(
+      create(containerConfig('nouser', ['true'], { linux: { securityContext: { runAsUsername: 'nosuchuser' } } })),
+      (err: ServiceError) => /nosuchuser/.test(err.details),
+    );
+    // runc create fails after conmon started: the binary is not in the image.
+    await assert.rejects(create(containerConfig('nobinary', ['/no/such/binary'])), (err: ServiceError) => /no\/such\/binary/.test(err.details));
+    const listed = (await runtimeCall<ListContainersResponse>('listContainers', {})).containers;
+    assert.deepEqual(listed, []);
+    // The names were released with everything else.
+    const id = await create(containerConfig('nobinary', ['true']));
+    assert.equal((await status(id)).status?.metadata?.name, 'nobinary');
+  });
+
   test('GetContainerEvents streams CREATED, STARTED, STOPPED and DELETED', async () => {
     const stream = (d.runtime as unknown as { getContainerEvents(req: object): ClientReadableStream<ContainerEventResponse> }).getContainerEvents({});
     const seen: ContainerEventResponse[] = [];
@@ -472,5 +486,29 @@ describe('CRI containers', () => {
       listed.map((s) => s.attributes?.id),
       [id],
     );
+  });
+  test('after a kill -9 of berthd: running containers run and log on, an exit while it was down is recorded', async () => {
+    const runner = await createStarted(containerConfig('survivor', ['sh', '-c', 'while :; do echo alive; sleep 0.1; done']));
+    const quitter = await createStarted(containerConfig('quitter', ['sh', '-c', 'sleep 1; exit 7']));
+    const idle = await create(containerConfig('idle', ['sleep', '1000']));
+    const logPath = (await status(runner)).status!.logPath;
+    assert.equal(await d.stop('SIGKILL'), 'SIGKILL');
+    const lines = async () => (await readFile(logPath, 'utf8')).split('\n').filter((l) => l.endsWith(' stdout F alive')).length;
+    const before = await lines();
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.ok((await lines()) > before, 'the container logs while berthd is down');
+    d = await startBerthd({ dir: d.dir, configToml });
+
+    const q = (await status(quitter)).status!;
+    assert.equal(q.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(q.exitCode, 7);
+    assert.equal(q.reason, 'Error');
+    assert.ok(q.finishedAt > q.startedAt);
+    assert.equal((await status(runner)).status?.state, ContainerState.CONTAINER_RUNNING);
+    assert.equal((await status(idle)).status?.state, ContainerState.CONTAINER_CREATED);
+    const exec = await runtimeCall<ExecSyncResponse>('execSync', { containerId: runner, cmd: ['echo', 'still here'], timeout: 10n });
+    assert.equal(exec.stdout.toString(), 'still here\n');
+    await runtimeCall('stopContainer', { containerId: runner, timeout: 0n });
+    assert.equal((await status(runner)).status?.exitCode, 137);
   });
 });
