@@ -1,13 +1,18 @@
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
+  ContainerConfig,
   NamespaceMode,
+  type CreateContainerResponse,
+  type ExecSyncResponse,
+  type ListContainersResponse,
   PodSandboxConfig,
   PodSandboxState,
   Protocol,
@@ -18,8 +23,8 @@ import {
   type RunPodSandboxResponse,
   type StatusResponse,
 } from '../../src/generated/api.js';
-import { pauseImage, pushImage, startRegistry, type RegistryHandle } from '../fixtures/index.js';
-import { call, startBerthd, type Berthd } from './harness.js';
+import { busyboxImage, pauseImage, pushImage, startRegistry, type RegistryHandle } from '../fixtures/index.js';
+import { call, startBerthd, waitFor, type Berthd } from './harness.js';
 import { assertNoLeaks, findLeaks } from './leaks.js';
 
 const sh = promisify(execFile);
@@ -83,6 +88,7 @@ describe('pod sandboxes on a real berthd', () => {
   let d: Berthd;
   const net = testNetwork('pods');
   let pauseRef: string;
+  let busyboxRef: string;
   const made: string[] = [];
 
   const run = async (config: PodSandboxConfig, runtimeHandler = ''): Promise<string> => {
@@ -102,6 +108,8 @@ describe('pod sandboxes on a real berthd', () => {
     registry = await startRegistry();
     const pushed = await pushImage(registry, 'e2e/pause', 'latest', await pauseImage());
     pauseRef = `${registry.host}/e2e/pause:latest`;
+    await pushImage(registry, 'e2e/busybox', 'latest', await busyboxImage());
+    busyboxRef = `${registry.host}/e2e/busybox:latest`;
     assert.ok(pushed.digest);
     d = await startBerthd({ configToml: `[plugins."cri.service"]\nsandbox_image = "${pauseRef}"\n` });
     await writeFile(join(d.confDir, '10-test.conflist'), conflist(net));
@@ -223,6 +231,65 @@ describe('pod sandboxes on a real berthd', () => {
     assert.notEqual(sa.status?.network?.ip, ipB);
     const { stdout } = await sh('nsenter', [`--net=${nsA}`, 'busybox', 'ping', '-c', '1', '-W', '2', ipB]);
     assert.match(stdout, /1 packets received/);
+  });
+
+  test('a port mapping on a pod is reachable from the host on 127.0.0.1', async () => {
+    const hostPort = 30000 + (randomBytes(2).readUInt16BE(0) % 20000);
+    const id = await run(podConfig({ portMappings: [{ protocol: Protocol.TCP, containerPort: 8080, hostPort, hostIp: '' }] }));
+    const ns = (JSON.parse((await podStatus(id, true)).info['info']!) as { netNamespacePath: string }).netNamespacePath;
+    const server = spawn('nsenter', [`--net=${ns}`, 'busybox', 'nc', '-l', '-p', '8080'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    server.stdin.end('hello from the pod\n');
+    try {
+      const got = await waitFor(
+        'the mapped port to answer',
+        () =>
+          new Promise<string | undefined>((resolve) => {
+            const sock = connect(hostPort, '127.0.0.1');
+            let text = '';
+            sock.setTimeout(1000, () => sock.destroy());
+            sock.on('data', (b) => (text += b.toString()));
+            sock.on('close', () => resolve(text === '' ? undefined : text));
+            sock.on('error', () => resolve(undefined));
+          }),
+        10_000,
+        100,
+      );
+      assert.equal(got, 'hello from the pod\n');
+      const rules = (await sh('iptables-save', ['-t', 'nat'])).stdout;
+      assert.ok(rules.includes(`--dport ${hostPort}`), 'portmap DNAT rule present while the pod runs');
+    } finally {
+      server.kill('SIGKILL');
+    }
+    await stop(id);
+    const rules = (await sh('iptables-save', ['-t', 'nat'])).stdout;
+    assert.ok(!rules.includes(`--dport ${hostPort}`), 'portmap rules gone after stop');
+  });
+
+  test('busybox containers of two pods reach each other; RemovePodSandbox removes a running container with its pod', async () => {
+    await call(d.images, 'pullImage', { image: { image: busyboxRef, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' } });
+    const pods = [podConfig(), podConfig()];
+    const [a, b] = [await run(pods[0]!), await run(pods[1]!)];
+    const ctr = async (podId: string, config: PodSandboxConfig) => {
+      const { containerId } = await call<object, CreateContainerResponse>(d.runtime, 'createContainer', {
+        podSandboxId: podId,
+        config: ContainerConfig.fromPartial({ metadata: { name: 'box', attempt: 0 }, image: { image: busyboxRef }, command: ['sleep', '3600'] }),
+        sandboxConfig: config,
+      });
+      await call(d.runtime, 'startContainer', { containerId });
+      return containerId;
+    };
+    const [ca] = [await ctr(a, pods[0]!), await ctr(b, pods[1]!)];
+    const ipB = (await podStatus(b)).status!.network!.ip;
+    const res = await call<object, ExecSyncResponse>(d.runtime, 'execSync', { containerId: ca, cmd: ['ping', '-c', '1', '-W', '2', ipB], timeout: 10n });
+    assert.equal(res.exitCode, 0, res.stdout.toString() + res.stderr.toString());
+    // The container sees the pod's hostname and network (eth0 with the pod IP).
+    const host = await call<object, ExecSyncResponse>(d.runtime, 'execSync', { containerId: ca, cmd: ['hostname'], timeout: 10n });
+    assert.equal(host.stdout.toString().trim(), pods[0]!.hostname);
+
+    await remove(a);
+    const left = await call<object, ListContainersResponse>(d.runtime, 'listContainers', {});
+    assert.deepEqual(left.containers.map((c) => c.podSandboxId), [b]);
+    made.push(ca, ...left.containers.map((c) => c.id));
   });
 
   test('a host-network pod gets no namespace, no CNI and no IP', async () => {
