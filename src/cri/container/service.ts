@@ -130,6 +130,11 @@ export class ContainerService implements PodContainerOps {
     try {
       return await this.lock.run(id, async () => {
         const createdAt = nowNs();
+        const t0 = performance.now();
+        const ms: Record<string, number> = {};
+        const lap = (step: string): void => {
+          ms[step] = Math.round((performance.now() - t0) * 10) / 10;
+        };
         const bundle = join(this.deps.stateDir, 'containers', id);
         const rootfs = join(bundle, 'rootfs');
         await mkdir(rootfs, { recursive: true });
@@ -138,7 +143,9 @@ export class ContainerService implements PodContainerOps {
         const snapshotKey = `cri-container-${id}`;
         const mounts = await this.deps.snapshotter.prepare(snapshotKey, image.chainId, { labels: { 'berth.cri/container': id } });
         undo.push(['snapshot', () => this.deps.snapshotter.remove(snapshotKey)]);
+        lap('prepared');
         await mount(mounts, rootfs);
+        lap('mounted');
         undo.push(['rootfs mount', () => unmountAll(rootfs, { detach: true })]);
 
         const { spec, notes } = await containerSpec({
@@ -153,6 +160,7 @@ export class ContainerService implements PodContainerOps {
           targetPid: this.targetPid(config, sandbox),
         });
         for (const note of notes) log.info({ note }, 'container spec note');
+        lap('spec');
 
         const logDir = sandbox.config.logDirectory;
         const logPath = logDir !== '' && config.logPath !== '' ? join(logDir, config.logPath) : '';
@@ -170,6 +178,7 @@ export class ContainerService implements PodContainerOps {
           stdinOnce: config.stdinOnce,
         });
         undo.push(['runtime container', () => this.runtime.delete(id)]);
+        lap('runtime');
 
         const record: ContainerRecord = {
           id,
@@ -195,7 +204,8 @@ export class ContainerService implements PodContainerOps {
           stopSignal: criSignalName(config.stopSignal) || image.config.stopSignal || '',
         };
         this.containers.add(record);
-        log.info({ name, image: imageRef, pid: created.pid }, 'container created');
+        lap('stored');
+        log.info({ name, image: imageRef, pid: created.pid, ms }, 'container created');
         this.emit(id, sandbox.id, ContainerEventType.CONTAINER_CREATED_EVENT);
         return id;
       });
