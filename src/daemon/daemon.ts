@@ -1,12 +1,13 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { unmountAllUnder } from '../core/mountinfo.js';
 import { PluginRegistry, PluginType, type PluginKey, type Registration } from '../core/plugin/index.js';
 import type { GrpcServicePlugin } from '../cri/grpc-plugin.js';
 import type { DaemonConfig } from './config.js';
+import { listenGrpcUnix, type GrpcUnixListener } from './grpc-listener.js';
 import { claimSocketPath, removeSocket, secureSocket } from './socket.js';
 
 /** Where plugins put short-lived mounts; whatever a crash left here is unmounted at start. */
@@ -29,35 +30,6 @@ async function prepareDirs(config: DaemonConfig, log: Logger): Promise<void> {
   if (leftovers.length > 0) log.warn({ mounts: leftovers }, 'unmounted temporary mounts left by a previous run');
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true, mode: 0o700 });
-}
-
-function bind(server: Server, address: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    // The socket is born 0660: no window in which others may connect.
-    const previous = process.umask(0o117);
-    server.bindAsync(`unix://${address}`, ServerCredentials.createInsecure(), (err) => {
-      process.umask(previous);
-      if (err) {
-        reject(new BerthError('unavailable', 'ERR_SOCKET_BIND', `cannot listen on ${address}: ${err.message}`, { context: { path: address }, cause: err }));
-      } else {
-        resolve();
-      }
-    });
-  });
-}
-
-function shutdownServer(server: Server, timeoutMs: number, log: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      log.warn({ timeoutMs }, 'in-flight calls did not finish in time; cancelling them');
-      server.forceShutdown();
-      resolve();
-    }, timeoutMs);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }
 
 /** Starts every plugin, then serves the gRPC plugins on the UNIX socket. */
@@ -85,16 +57,19 @@ export async function startDaemon(config: DaemonConfig, registrations: readonly 
     plugin.register(server);
     log.debug({ plugin: `grpc.${id}` }, 'grpc services registered');
   }
+  let listener: GrpcUnixListener | undefined;
   try {
-    await bind(server, address);
+    listener = await listenGrpcUnix(server, address, log);
     await secureSocket(address, config.grpc.gid);
   } catch (err) {
+    await listener?.close(0);
     server.forceShutdown();
     await registry.close();
     await removeSocket(address);
     throw err;
   }
   log.info({ address }, 'serving CRI');
+  const serving = listener;
 
   let closing: Promise<void> | undefined;
   return {
@@ -102,7 +77,9 @@ export async function startDaemon(config: DaemonConfig, registrations: readonly 
     registry,
     close() {
       closing ??= (async () => {
-        await shutdownServer(server, config.grpc.shutdown_timeout_seconds * 1000, log);
+        // The listener drains the connections (grpc-js's tryShutdown does not wait for injected ones).
+        await serving.close(config.grpc.shutdown_timeout_seconds * 1000);
+        server.forceShutdown(); // nothing is left in flight: this only releases grpc-js's state
         await registry.close();
         await removeSocket(address).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'cannot remove socket'));
         log.info('stopped');
