@@ -10,20 +10,41 @@ function comment(text: string | undefined): string[] {
   return text === undefined ? [] : text.split('\n').map((line) => `# ${line}`);
 }
 
-/** `key = value` lines for the scalar and array fields; tables come after as `[path]` sections. */
-function renderTable(header: string | undefined, fields: readonly ConfigField[]): string[] {
-  const lines: string[] = [];
+/** A TOML key: bare when it can be, quoted otherwise. */
+function tomlKey(key: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key);
+}
+
+function header(path: readonly string[]): string {
+  return `[${path.map(tomlKey).join('.')}]`;
+}
+
+function assignment(name: string, value: unknown): string {
+  return stringify({ [name]: value }).trim().replace(/^\S+ = /, `${tomlKey(name)} = `);
+}
+
+/**
+ * A table at `path`: its scalar and array fields as `key = value` lines (each
+ * under its description), then its non-empty sub-tables as sections of their
+ * own. An empty sub-table is shown commented out.
+ */
+function renderTable(path: readonly string[], fields: readonly ConfigField[]): string[] {
+  const lines: string[] = path.length === 0 ? [] : [header(path)];
   const tables: string[] = [];
-  if (header !== undefined) lines.push(`[${header}]`);
   for (const field of fields) {
     const value = field.defaultValue;
     if (isTable(value) && Object.keys(value).length > 0) {
-      const sub = header === undefined ? field.name : `${header}.${field.name}`;
-      tables.push('', ...comment(field.description), stringify({ [sub]: value }).trim());
+      const inner = Object.entries(value).map(([name, defaultValue]) => ({
+        name,
+        defaultValue,
+        description: field.fields?.find((f) => f.name === name)?.description,
+        fields: field.fields?.find((f) => f.name === name)?.fields,
+      }));
+      tables.push('', ...comment(field.description), ...renderTable([...path, field.name], inner));
       continue;
     }
     lines.push(...comment(field.description));
-    lines.push(isTable(value) ? `# ${field.name} = {}` : stringify({ [field.name]: value }).trim());
+    lines.push(isTable(value) ? `# ${tomlKey(field.name)} = {}` : assignment(field.name, value));
   }
   return [...lines, ...tables];
 }
@@ -31,20 +52,10 @@ function renderTable(header: string | undefined, fields: readonly ConfigField[])
 /** The complete default config as commented TOML, for `berthd config default`. */
 export function renderDefaultConfig(registrations: readonly Registration[]): string {
   const top = describeSchema(DaemonConfigSchema).filter((f) => f.name !== 'plugins');
-  const scalars = top.filter((f) => !isTable(f.defaultValue));
-  const tables = top.filter((f) => isTable(f.defaultValue));
   const out: string[] = ['# berthd configuration (TOML). Command-line flags override these values.', ''];
-  out.push(...renderTable(undefined, scalars));
-  for (const table of tables) {
-    const inner = Object.entries(table.defaultValue as Record<string, unknown>).map(([name, defaultValue]) => ({
-      name,
-      defaultValue,
-      description: table.fields?.find((f) => f.name === name)?.description,
-    }));
-    out.push('', ...comment(table.description), ...renderTable(table.name, inner));
-  }
+  out.push(...renderTable([], top));
   for (const section of describeConfig(registrations)) {
-    out.push('', ...renderTable(`plugins."${section.key}"`, section.fields));
+    out.push('', ...renderTable(['plugins', section.key], section.fields));
   }
   return `${out.join('\n')}\n`;
 }

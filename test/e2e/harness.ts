@@ -51,7 +51,7 @@ export async function runBerthd(args: string[], timeoutMs = 20_000): Promise<Exi
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  const [code, signal] = (await once(proc, 'exit')) as [number | null, string | null];
+  const [code, signal] = (await once(proc, 'close')) as [number | null, string | null];
   clearTimeout(timer);
   return { code, signal, stdout, stderr };
 }
