@@ -57,6 +57,7 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<C
         images,
         snapshotter,
         network: new PodNetwork(cni, { log: ctx.log }),
+        networkStatus: () => cni.status(),
         netns,
         podCidrs: () => runtimeConfig.get().podCidrs,
         sandboxImage: ctx.config.sandbox_image,

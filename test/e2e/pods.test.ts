@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -453,5 +454,59 @@ describe('pods across a kill -9 of berthd', () => {
       await call(d.runtime, 'removePodSandbox', { podSandboxId: id });
     }
     await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids });
+  });
+});
+
+describe('a RunPodSandbox cut short by kill -9', () => {
+  let registry: RegistryHandle;
+  let d: Berthd;
+  let binDir: string;
+  let configToml: string;
+  const net = testNetwork('cut');
+
+  before(async () => {
+    registry = await startRegistry();
+    await pushImage(registry, 'e2e/pause', 'latest', await pauseImage());
+    configToml = `[plugins."cri.service"]\nsandbox_image = "${registry.host}/e2e/pause:latest"\n`;
+    binDir = await mkdtemp(join(tmpdir(), 'berth-cni-bin-'));
+    // A chained plugin that hangs in ADD, after bridge took an IP and made the veth.
+    await writeFile(
+      join(binDir, 'hang'),
+      '#!/bin/sh\ncase "$CNI_COMMAND" in\n  ADD) exec sleep 20 ;;\n  VERSION) echo \'{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}\' ;;\nesac\nexit 0\n',
+      { mode: 0o755 },
+    );
+  });
+
+  after(async () => {
+    await d?.dispose();
+    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
+    await rm(binDir, { recursive: true, force: true });
+    await registry?.stop();
+  });
+
+  test('leaves remains that the next start removes (pause container, mounts, netns, IP, veth, dirs)', async () => {
+    const extraArgs = ['--cni-bin-dir', `/usr/lib/cni,${binDir}`];
+    d = await startBerthd({ configToml, extraArgs });
+    await writeFile(join(d.confDir, '10-cut.conflist'), conflist(net, [{ type: 'hang' }]));
+    await waitFor('CNI to load the network', async () => {
+      const st = await call<object, StatusResponse>(d.runtime, 'status', {});
+      return st.status?.conditions.find((c) => c.type === 'NetworkReady')?.status ? true : undefined;
+    }, 10_000);
+    const pending = call(d.runtime, 'runPodSandbox', { config: podConfig(), runtimeHandler: '' }).catch(() => 'cut');
+    // Kill it once the pause container runs and bridge made the veth, while ADD hangs in the last plugin.
+    await waitFor('the pause container and the veth', async () => {
+      const parts = (await findLeaks({ dir: d.dir, bridge: net.bridge, network: net.name })).map((l) => l.split(' ')[0]);
+      return parts.includes('runc') && parts.includes('bridge') && parts.includes('host-local') ? true : undefined;
+    }, 20_000, 50);
+    assert.equal(await d.stop('SIGKILL'), 'SIGKILL');
+    assert.equal(await pending, 'cut');
+    assert.notDeepEqual(await findLeaks({ dir: d.dir, bridge: net.bridge, network: net.name }), []);
+
+    await writeFile(join(d.confDir, '10-cut.conflist'), conflist(net));
+    d = await startBerthd({ dir: d.dir, configToml, extraArgs });
+    assert.deepEqual((await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {})).items, []);
+    await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name });
+    assert.deepEqual(await readdir(join(d.state, 'cri.service', 'sandboxes')), []);
+    assert.deepEqual(await readdir(join(d.root, 'cri.service', 'sandboxes')), []);
   });
 });

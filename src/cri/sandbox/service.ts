@@ -4,13 +4,14 @@
  * a restart. Reads are answered from the SandboxStore's memory; every change
  * is written through before the RPC answers.
  */
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { bandwidthFromAnnotations, type NetnsManager, type PodNetwork, type PodNetworkParams, type PodNetworkSetup } from '../../cni/index.js';
 import { BerthError, errorMessage, isBerthError } from '../../core/errors.js';
 import { Topic, type EventExchange, type TaskExitEvent } from '../../core/events/index.js';
 import type { ImageRecord, ImageStore } from '../../core/images/index.js';
 import type { Logger } from '../../core/log.js';
+import { unmountAllUnder } from '../../core/mountinfo.js';
 import { readStats, type CgroupStats } from '../../core/runtime/cgroups/index.js';
 import type { OciRuntime } from '../../core/runtime/index.js';
 import { cgroupsPath, rootfsPasswd, sandboxSpec, type HostFacts } from '../../core/runtime/spec/index.js';
@@ -55,6 +56,8 @@ export interface SandboxServiceOptions {
   images: ImageStore;
   snapshotter: Snapshotter;
   network: PodNetwork;
+  /** Whether CNI has a network to attach pods to (pods without host network need one). */
+  networkStatus: () => { ready: boolean; message?: string };
   netns: NetnsManager;
   /** Pod CIDRs from UpdateRuntimeConfig (CNI ipRanges). */
   podCidrs: () => readonly string[];
@@ -70,6 +73,8 @@ export interface SandboxServiceOptions {
 
 /** Interface whose counters are the pod's network stats. */
 const DEFAULT_INTERFACE = 'eth0';
+
+const SANDBOX_ID = /^[0-9a-f]{64}$/;
 
 function snapshotKeyOf(id: string): string {
   return `sandbox-${id}`;
@@ -200,6 +205,14 @@ export class SandboxService {
     };
     const modes = namespaceModes(config.linux?.securityContext?.namespaceOptions);
     const hostNetwork = modes.network === NamespaceMode.NODE;
+    if (!hostNetwork) {
+      const net = this.opts.networkStatus();
+      if (!net.ready) {
+        throw new BerthError('failed-precondition', 'ERR_SANDBOX_NETWORK_NOT_READY', `cannot set up the pod network: ${net.message ?? 'CNI is not ready'}`, {
+          context: { sandbox: id },
+        });
+      }
+    }
     const image = await this.pauseImage();
     signal?.throwIfAborted();
 
@@ -213,7 +226,7 @@ export class SandboxService {
     const filesStep = writePodFiles(dir, config.hostname, config.dnsConfig, this.hostFiles);
     const netnsStep = hostNetwork
       ? Promise.resolve('')
-      : this.opts.netns.create().then((path) => {
+      : this.opts.netns.create(id).then((path) => {
           undo.push('network namespace', () => this.opts.netns.remove(path));
           mark('netns');
           return path;
@@ -479,6 +492,7 @@ export class SandboxService {
    * ready here.
    */
   async recover(): Promise<void> {
+    await this.removeOrphans();
     const ready = this.store.list().filter((r) => r.state === 'ready');
     await Promise.all(
       ready.map(async (rec) => {
@@ -493,6 +507,49 @@ export class SandboxService {
       }),
     );
     this.log.info({ sandboxes: this.store.size, ready: this.store.filter({ state: 'ready' }).length }, 'sandboxes recovered');
+  }
+
+  /**
+   * Undoes what a RunPodSandbox cut short by a crash made (it stores its
+   * record only at the end): sandbox dirs, netns files and pause containers
+   * no record names. A netns named by a sandbox id gets a CNI DEL through
+   * the loaded networks first, which frees what ADD took outside it (IPAM
+   * addresses, host port rules).
+   */
+  private async removeOrphans(): Promise<void> {
+    const known = new Set(this.store.list().map((r) => r.id));
+    const knownNetns = new Set(this.store.list().map((r) => r.netnsPath));
+    const ids = new Set<string>();
+    for (const dir of [this.opts.rootDir, this.opts.stateDir]) {
+      for (const name of await readdir(dir).catch(() => [] as string[])) if (SANDBOX_ID.test(name) && !known.has(name)) ids.add(name);
+    }
+    for (const file of await this.opts.netns.list()) {
+      if (knownNetns.has(file)) continue;
+      const name = basename(file);
+      try {
+        if (SANDBOX_ID.test(name) && (await this.opts.netns.exists(file))) {
+          ids.add(name);
+          await this.opts.network.teardown({ podId: name, namespace: '', name: '', uid: '', netnsPath: file });
+        }
+        await this.opts.netns.remove(file);
+        this.log.info({ netns: file }, 'removed a network namespace no sandbox record names');
+      } catch (err) {
+        this.log.error({ netns: file, err: errorMessage(err) }, 'cannot remove an orphaned network namespace');
+      }
+    }
+    for (const id of ids) {
+      try {
+        await this.opts.runtime.delete(id);
+        await unmountAllUnder(join(this.opts.stateDir, id));
+        await this.opts.snapshotter.remove(snapshotKeyOf(id)).catch((err: unknown) => {
+          if (!(isBerthError(err) && err.kind === 'not-found')) throw err;
+        });
+        await Promise.all([rm(join(this.opts.stateDir, id), { recursive: true, force: true }), rm(join(this.opts.rootDir, id), { recursive: true, force: true })]);
+        this.log.info({ sandbox: id }, 'removed the remains of a sandbox whose RunPodSandbox was cut short');
+      } catch (err) {
+        this.log.error({ sandbox: id, err: errorMessage(err) }, 'cannot remove the remains of an unfinished sandbox');
+      }
+    }
   }
 
   close(): void {
