@@ -240,10 +240,10 @@ export class LocalContentStore implements ContentStore {
       const hash = createHash('sha256');
       let written = 0;
       try {
-        const abort = abortPromise(signal, digest);
+        const abort = abortGate(signal, digest);
         try {
           const opening = Promise.resolve().then(() => opener(signal));
-          const source = await sourceStep(digest, () => Promise.race([opening, abort.promise])).catch((err: unknown) => {
+          const source = await sourceStep(digest, () => abort.race(opening)).catch((err: unknown) => {
             // A source that arrives after we gave up is closed, not leaked.
             void opening.then((late) => stopSource(iterate(late)), () => undefined);
             throw err;
@@ -251,7 +251,7 @@ export class LocalContentStore implements ContentStore {
           const it = iterate(source);
           try {
             for (;;) {
-              const next = await sourceStep(digest, () => Promise.race([it.next(), abort.promise]));
+              const next = await sourceStep(digest, () => abort.race(it.next()));
               if (next.done) break;
               const chunk = next.value;
               if (!(chunk instanceof Uint8Array)) {
@@ -371,6 +371,33 @@ function abortPromise(signal: AbortSignal, digest: string): { promise: Promise<n
   });
   promise.catch(() => undefined);
   return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
+}
+
+/**
+ * Races one promise at a time against the signal. Promise.race with one
+ * long-lived abort promise would leave a reaction on it per race, keeping
+ * every chunk the source yielded alive until the download ends.
+ */
+function abortGate(signal: AbortSignal, digest: string): { race<T>(p: Promise<T>): Promise<T>; dispose(): void } {
+  let rejectCurrent: ((err: unknown) => void) | undefined;
+  const onAbort = (): void => rejectCurrent?.(cancelled(digest, signal.reason));
+  signal.addEventListener('abort', onAbort, { once: true });
+  return {
+    race<T>(p: Promise<T>): Promise<T> {
+      if (signal.aborted) {
+        p.catch(() => undefined);
+        return Promise.reject(cancelled(digest, signal.reason));
+      }
+      return new Promise<T>((resolve, reject) => {
+        rejectCurrent = reject;
+        p.then(resolve, reject);
+      });
+    },
+    dispose() {
+      signal.removeEventListener('abort', onAbort);
+      rejectCurrent = undefined;
+    },
+  };
 }
 
 /** Waits for another caller's download, or rejects as soon as our own signal aborts. */
