@@ -94,28 +94,22 @@ async function conmons(dir: string): Promise<string[]> {
   return out;
 }
 
-async function cgroupsOf(ids: readonly string[]): Promise<string[]> {
+/** Cgroups named by one of `ids` under the default parent (/berth) or `parent`, in every controller. */
+async function cgroupsOf(ids: readonly string[], parent: string | undefined): Promise<string[]> {
   if (ids.length === 0) return [];
   const found: string[] = [];
-  const controllers = await readdir('/sys/fs/cgroup').catch(() => [] as string[]);
-  const roots = controllers.length > 0 ? controllers.map((c) => join('/sys/fs/cgroup', c)) : [];
   const walk = async (d: string, depth: number): Promise<void> => {
-    if (depth > 5) return;
-    let entries;
-    try {
-      entries = await readdir(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
+    if (depth > 4) return;
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       if (ids.includes(e.name)) found.push(join(d, e.name));
       else await walk(join(d, e.name), depth + 1);
     }
   };
-  // Only the default parent and kubelet-style parents are searched, not the whole tree.
-  for (const root of roots) {
-    for (const parent of ['berth', 'kubepods', 'berth-e2e']) await walk(join(root, parent), 0);
+  const parents = ['berth', ...(parent === undefined ? [] : [parent])];
+  for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    for (const p of parents) await walk(join('/sys/fs/cgroup', controller, p), 0);
   }
   return found;
 }
@@ -130,7 +124,7 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
     scope.network === undefined ? Promise.resolve([]) : iptablesLines(scope.network),
     runcContainers(state),
     conmons(scope.dir),
-    cgroupsOf(scope.ids ?? []),
+    cgroupsOf(scope.ids ?? [], scope.cgroupParent),
     scope.network === undefined ? Promise.resolve([]) : heldIps(scope.network),
     scope.cgroupParent === undefined ? Promise.resolve([]) : cgroupChildren(scope.cgroupParent),
   ]);
