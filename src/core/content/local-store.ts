@@ -13,11 +13,30 @@ export const DEFAULT_READ_ALL_MAX_BYTES = 16 * 1024 * 1024;
 /** Mode of a committed blob: nobody writes a blob in place. */
 const BLOB_MODE = 0o444;
 
+/** Bytes read at a time by `follow`. */
+const FOLLOW_CHUNK = 256 * 1024;
+/** Bytes a live `follow` may have queued before it falls back to reading the ingest file. */
+const TAP_MAX_BYTES = 8 * 1024 * 1024;
+
+/** A `follow` that has caught up with a download: it is handed each chunk once written. */
+interface Tap {
+  chunks: Buffer[];
+  bytes: number;
+}
+
 interface InFlight {
   /** Settles (never rejects) once the download finished and its ingest is gone. */
   settled: Promise<void>;
   /** Progress callbacks of the leader and every waiter. */
   listeners: Set<(bytes: number) => void>;
+  /** The ingest file once it is open, and how many bytes of it are written (`follow` reads no further). */
+  ingest?: { path: string; written: number };
+  /** How the attempt ended: committed, or failed (its ingest removed). */
+  outcome?: 'committed' | 'failed';
+  /** Woken on every write and when the attempt ends (see follow). */
+  wakers: Set<() => void>;
+  /** Follows that get the chunks in memory (see tail). */
+  taps: Set<Tap>;
 }
 
 /**
@@ -35,6 +54,8 @@ export class LocalContentStore implements ContentStore {
   private readonly inflight = new Map<string, InFlight>();
   /** Aborts every download when the store is closed. */
   private readonly closing = new AbortController();
+  /** Woken when a download of the digest (by hex) starts, opens its ingest or ends (see follow). */
+  private readonly changes = new Map<string, Set<() => void>>();
 
   private constructor(root: string, log: Logger) {
     this.root = root;
@@ -148,18 +169,164 @@ export class LocalContentStore implements ContentStore {
         continue;
       }
       // No await between the lookup above and this insert: we are the leader.
-      const entry: InFlight = { settled: Promise.resolve(), listeners: new Set(onProgress ? [onProgress] : []) };
-      const attempt = this.download(hex, desc, opener, signal, entry.listeners).finally(() => {
+      const entry: InFlight = { settled: Promise.resolve(), listeners: new Set(onProgress ? [onProgress] : []), wakers: new Set(), taps: new Set() };
+      const attempt = this.download(hex, desc, opener, signal, entry).then(
+        () => {
+          entry.outcome = 'committed';
+        },
+        (err: unknown) => {
+          entry.outcome = 'failed';
+          throw err;
+        },
+      ).finally(() => {
         this.inflight.delete(hex);
+        wakeAll(entry.wakers);
+        this.changed(hex);
       });
       entry.settled = attempt.then(
         () => undefined,
         () => undefined,
       );
       this.inflight.set(hex, entry);
+      this.changed(hex);
       await attempt;
       return;
     }
+  }
+
+  /**
+   * The bytes of a blob while an `ensure` in this process downloads it: read
+   * from its ingest file as they are written (never past what is written),
+   * ending once the blob is committed, so a consumer can work on a layer
+   * while it downloads. A committed blob is read from its file; a blob
+   * neither committed nor being downloaded is waited for. Fails with
+   * unavailable `ERR_CONTENT_FOLLOW_BROKEN` when the download it follows
+   * fails (a retry by `ensure` is a new download: follow again), and with
+   * cancelled when `signal` aborts. The stream ends only after the digest
+   * and size were verified; one that is not read to its end proves nothing.
+   */
+  async *follow(desc: { digest: string; size: number }, opts: { signal?: AbortSignal } = {}): AsyncGenerator<Buffer> {
+    const hex = digestHex(desc.digest);
+    const { signal } = opts;
+    for (;;) {
+      if (signal?.aborted) throw cancelled(desc.digest, signal.reason);
+      const change = this.nextChange(hex, signal, desc.digest);
+      try {
+        const entry = this.inflight.get(hex);
+        if (entry?.ingest !== undefined) {
+          const fh = await openIfExists(entry.ingest.path);
+          // Gone: the attempt ended meanwhile; look again.
+          if (fh !== undefined) {
+            yield* this.tail(fh, entry, desc, signal);
+            return;
+          }
+        } else if (entry === undefined) {
+          const fh = await openIfExists(this.path(desc.digest));
+          if (fh !== undefined) {
+            yield* readFrom(fh, desc);
+            return;
+          }
+        }
+        await change.promise;
+      } finally {
+        change.dispose();
+      }
+    }
+  }
+
+  /**
+   * Reads a download's ingest file (open as `fh`) as it grows, to the end
+   * once committed. Once caught up with what is written, it is handed the
+   * download's chunks in memory instead (a tap) as they are written, until
+   * it falls TAP_MAX_BYTES behind and goes back to the file.
+   */
+  private async *tail(fh: FileHandle, entry: InFlight, desc: { digest: string; size: number }, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+    const ingest = entry.ingest!;
+    let pos = 0;
+    let tap: Tap | undefined;
+    let fromFile = 0;
+    try {
+      for (;;) {
+        if (tap !== undefined) {
+          const chunk = tap.chunks.shift();
+          if (chunk !== undefined) {
+            tap.bytes -= chunk.length;
+            pos += chunk.length;
+            yield chunk;
+            continue;
+          }
+          // Dropped for falling behind: the rest comes from the file.
+          if (!entry.taps.has(tap)) {
+            tap = undefined;
+            continue;
+          }
+        } else if (ingest.written > pos) {
+          const chunk = Buffer.allocUnsafeSlow(Math.min(FOLLOW_CHUNK, ingest.written - pos));
+          const { bytesRead } = await readStep(desc.digest, () => fh.read(chunk, 0, chunk.length, pos));
+          if (bytesRead === 0) throw followBroken(desc.digest, `ingest file ends at ${pos} of ${ingest.written} written bytes`);
+          pos += bytesRead;
+          fromFile += bytesRead;
+          yield bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead);
+          continue;
+        } else if (entry.outcome === undefined) {
+          // Caught up: the next chunk written starts at `pos`.
+          tap = { chunks: [], bytes: 0 };
+          entry.taps.add(tap);
+          continue;
+        }
+        if (entry.outcome === 'committed' && pos === desc.size) {
+          this.log.debug({ digest: desc.digest, bytes: pos, fromFile }, 'followed a download');
+          return;
+        }
+        if (entry.outcome !== undefined) throw followBroken(desc.digest, 'its download failed');
+        if (signal?.aborted) throw cancelled(desc.digest, signal.reason);
+        await new Promise<void>((resolve, reject) => {
+          const onAbort = (): void => {
+            entry.wakers.delete(wake);
+            reject(cancelled(desc.digest, signal?.reason));
+          };
+          const wake = (): void => {
+            entry.wakers.delete(wake);
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
+          };
+          entry.wakers.add(wake);
+          signal?.addEventListener('abort', onAbort, { once: true });
+        });
+      }
+    } finally {
+      if (tap !== undefined) entry.taps.delete(tap);
+      await fh.close();
+    }
+  }
+
+  /** A promise resolved at the next change of the digest's download state (or rejected when `signal` aborts). */
+  private nextChange(hex: string, signal: AbortSignal | undefined, digest: string): { promise: Promise<void>; dispose(): void } {
+    let set = this.changes.get(hex);
+    if (set === undefined) this.changes.set(hex, (set = new Set()));
+    const watchers = set;
+    let wake: () => void = () => undefined;
+    let onAbort: () => void = () => undefined;
+    const promise = new Promise<void>((resolve, reject) => {
+      wake = resolve;
+      onAbort = () => reject(cancelled(digest, signal?.reason));
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    promise.catch(() => undefined);
+    watchers.add(wake);
+    return {
+      promise,
+      dispose: () => {
+        signal?.removeEventListener('abort', onAbort);
+        watchers.delete(wake);
+        if (watchers.size === 0 && this.changes.get(hex) === watchers) this.changes.delete(hex);
+      },
+    };
+  }
+
+  private changed(hex: string): void {
+    const watchers = this.changes.get(hex);
+    if (watchers !== undefined) wakeAll(watchers);
   }
 
   async delete(digest: string): Promise<void> {
@@ -222,8 +389,9 @@ export class LocalContentStore implements ContentStore {
     desc: { digest: string; size: number },
     opener: ContentOpener,
     callerSignal: AbortSignal | undefined,
-    listeners: Set<(bytes: number) => void>,
+    entry: InFlight,
   ): Promise<void> {
+    const listeners = entry.listeners;
     const digest = desc.digest;
     const signal = callerSignal ? AbortSignal.any([callerSignal, this.closing.signal]) : this.closing.signal;
     const dir = join(this.ingestDir, createHash('sha256').update(`ensure ${digest}`).digest('hex'));
@@ -237,6 +405,9 @@ export class LocalContentStore implements ContentStore {
         await mkdir(dir, { recursive: true });
       });
       const fh = await this.fsStep(digest, dataPath, 'create', () => open(dataPath, 'wx', 0o644));
+      const ingest = { path: dataPath, written: 0 };
+      entry.ingest = ingest;
+      this.changed(hex);
       const hash = createHash('sha256');
       let written = 0;
       try {
@@ -265,6 +436,9 @@ export class LocalContentStore implements ContentStore {
               hash.update(chunk);
               await this.fsStep(digest, dataPath, 'write', () => writeAll(fh, chunk));
               written += chunk.byteLength;
+              ingest.written = written;
+              handOut(entry.taps, chunk);
+              wakeAll(entry.wakers);
               notify(listeners, written, log);
             }
           } finally {
@@ -427,6 +601,62 @@ function notify(listeners: Set<(bytes: number) => void>, bytes: number, log: Log
       log.debug({ err: errorMessage(err) }, 'progress callback threw');
     }
   }
+}
+
+/** Queues a written chunk for every tap; a tap that would pass TAP_MAX_BYTES is dropped. */
+function handOut(taps: Set<Tap>, chunk: Uint8Array): void {
+  if (taps.size === 0 || chunk.byteLength === 0) return;
+  const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  for (const tap of taps) {
+    if (tap.bytes + buf.length > TAP_MAX_BYTES) {
+      taps.delete(tap);
+      continue;
+    }
+    tap.chunks.push(buf);
+    tap.bytes += buf.length;
+  }
+}
+
+function wakeAll(wakers: Set<() => void>): void {
+  for (const wake of [...wakers]) wake();
+}
+
+function followBroken(digest: string, why: string): BerthError {
+  return new BerthError('unavailable', 'ERR_CONTENT_FOLLOW_BROKEN', `following the download of ${digest}: ${why}`, { context: { digest } });
+}
+
+async function readStep<T>(digest: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new BerthError('internal', 'ERR_CONTENT_IO', `reading ${digest}: ${errorMessage(err)}`, { context: { digest }, cause: err });
+  }
+}
+
+async function openIfExists(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if (isErrnoCode(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+/** A committed blob's bytes (it must be `desc.size` long), read in FOLLOW_CHUNK pieces; closes `fh`. */
+async function* readFrom(fh: FileHandle, desc: { digest: string; size: number }): AsyncGenerator<Buffer> {
+  let pos = 0;
+  try {
+    while (pos < desc.size) {
+      const chunk = Buffer.allocUnsafeSlow(Math.min(FOLLOW_CHUNK, desc.size - pos));
+      const { bytesRead } = await readStep(desc.digest, () => fh.read(chunk, 0, chunk.length, pos));
+      if (bytesRead === 0) break;
+      pos += bytesRead;
+      yield bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+  if (pos !== desc.size) throw sizeMismatch(desc.digest, desc.size, `${pos} (stored)`);
 }
 
 async function fsyncDir(path: string): Promise<void> {

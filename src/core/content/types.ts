@@ -25,7 +25,11 @@ export interface ContentInfo {
   createdAt: Date;
 }
 
-/** A byte source for `ensure`: an async iterable of chunks or a Readable (not in object/string mode). */
+/**
+ * A byte source for `ensure`: an async iterable of chunks or a Readable (not
+ * in object/string mode). A chunk must not change once yielded: `follow`
+ * hands the same bytes to its readers.
+ */
 export type ContentSource = AsyncIterable<Uint8Array> | Readable;
 
 /** Opens the bytes of a blob; the signal aborts when the ensure is cancelled. */
@@ -62,6 +66,15 @@ export interface ContentStore {
    * visible.
    */
   ensure(desc: { digest: string; size: number }, open: ContentOpener, opts?: EnsureOptions): Promise<void>;
+  /**
+   * The blob's bytes, also while an `ensure` of it runs in this process:
+   * read as they are written, ending only once the blob is committed (so
+   * consumers can start on a blob before its download is done). Waits for a
+   * blob neither present nor being downloaded. Unavailable
+   * `ERR_CONTENT_FOLLOW_BROKEN` when the download followed fails; cancelled
+   * when `signal` aborts.
+   */
+  follow(desc: { digest: string; size: number }, opts?: { signal?: AbortSignal }): AsyncIterable<Buffer>;
   /** Removes a blob; not-found if absent. */
   delete(digest: string): Promise<void>;
   /** Every committed blob, in no particular order. */

@@ -1,13 +1,13 @@
 import type { ContentStore } from '../content/index.js';
 import { declaredCompression } from '../diff/index.js';
-import { BerthError } from '../errors.js';
+import { BerthError, isBerthError } from '../errors.js';
 import { chainIds, type GarbageCollector } from '../gc/index.js';
 import type { Logger } from '../log.js';
 import type { LeaseStore } from '../metadata/index.js';
 import type { AuthConfig, Descriptor, ImageReference, PlatformMatcher, RegistryClient, Repository } from '../remotes/index.js';
 import { selectImage, type BlobReader, type SelectedImage } from './image-walk.js';
 import { PullProgress } from './progress.js';
-import type { Unpacker } from './unpack.js';
+import type { LayerUnpack, Unpacker } from './unpack.js';
 
 export interface PullerDeps {
   client: RegistryClient;
@@ -108,8 +108,24 @@ export class Puller {
     return { target, selected };
   }
 
+  /**
+   * Unpacks a layer while it downloads. A download that another pull led
+   * and that failed is retried by this pull's ensure: then the unpack starts
+   * over once the blob is in the store.
+   */
+  private async unpackLayer(i: number, u: LayerUnpack): Promise<boolean> {
+    try {
+      return await this.deps.unpacker.unpack(u);
+    } catch (err) {
+      if (!followBroken(err)) throw err;
+      await u.downloaded;
+      this.deps.log.debug({ layer: u.layer.digest, index: i }, 'the download an unpack followed failed and was retried; unpacking the stored blob');
+      return this.deps.unpacker.unpack(u);
+    }
+  }
+
   private async fetchAndUnpack(req: PullRequest, repo: Repository, selected: SelectedImage, log: Logger): Promise<void> {
-    const { content, unpacker, maxConcurrentDownloads, progressTimeoutMs } = this.deps;
+    const { content, maxConcurrentDownloads, progressTimeoutMs } = this.deps;
     const { signal } = req;
     const layers = selected.manifest.layers;
     const chain = chainIds(selected.diffIds);
@@ -134,29 +150,35 @@ export class Puller {
         }
       }),
     );
-    // Failures are seen where each download is awaited below.
-    for (const d of downloads) d.catch(() => undefined);
+    // A failed download fails the pull: the others stop, and an unpack
+    // following it stops waiting. Each failure is also seen where awaited.
+    for (const d of downloads) d.catch((err: unknown) => stop.abort(err));
 
     let extracted = 0;
     try {
+      // Each layer is unpacked while it downloads (read from its ingest as
+      // it is written), in order: layer i once i-1 is committed.
       for (const [i, layer] of layers.entries()) {
-        await downloads[i];
-        const done = await unpacker.unpack({
+        const done = await this.unpackLayer(i, {
           layer,
           diffId: selected.diffIds[i]!,
           chainId: chain[i]!,
           parent: i === 0 ? undefined : chain[i - 1],
           protect: (id) => protect('snapshot', id),
-          signal,
+          downloaded: downloads[i]!,
+          signal: dlSignal,
         });
         if (done) extracted++;
         progress.layerDone();
       }
+      // Layers whose snapshots existed were not read: their blobs still belong to the image.
+      await Promise.all(downloads);
     } catch (err) {
       // Stop the other downloads and let them remove their ingests before the lease goes.
       stop.abort(err);
       await Promise.allSettled(downloads);
-      throw err;
+      // An unpack stopped by a failed download reports the download's error.
+      throw signal.aborted ? err : stop.signal.reason;
     } finally {
       progress.stop();
     }
@@ -167,6 +189,11 @@ export class Puller {
       'layers fetched and unpacked',
     );
   }
+}
+
+/** True for the error a follow gives when the download it read failed. */
+function followBroken(err: unknown): boolean {
+  return isBerthError(err) && err.code === 'ERR_CONTENT_FOLLOW_BROKEN';
 }
 
 async function* oneChunk(bytes: Uint8Array): AsyncGenerator<Uint8Array> {

@@ -25,7 +25,7 @@ export const PINNED_LABEL = 'berth.io/pinned';
 const LEASE_TTL_MS = 24 * 60 * 60 * 1000;
 
 export interface ImageStoreDeps {
-  content: Pick<ContentStore, 'has' | 'readAll' | 'readStream' | 'ensure' | 'usage'>;
+  content: Pick<ContentStore, 'has' | 'readAll' | 'follow' | 'ensure' | 'usage'>;
   metadata: Pick<SqliteMetadata, 'images' | 'leases' | 'transaction'>;
   snapshotter: Pick<Snapshotter, 'prepare' | 'commit' | 'remove' | 'stat' | 'walk' | 'fsInfo'>;
   diff: Applier;

@@ -9,7 +9,7 @@ import type { Snapshotter } from '../snapshotter/index.js';
 export const EXTRACT_PREFIX = 'extract-';
 
 export interface UnpackDeps {
-  content: Pick<ContentStore, 'readStream'>;
+  content: Pick<ContentStore, 'follow'>;
   snapshotter: Pick<Snapshotter, 'prepare' | 'commit' | 'remove' | 'stat' | 'walk'>;
   diff: Applier;
   log: Logger;
@@ -24,6 +24,12 @@ export interface LayerUnpack {
   parent: string | undefined;
   /** Puts the snapshot named by `chainId` under the pull's lease (before it is looked at). */
   protect: (chainId: string) => Promise<void>;
+  /**
+   * Settles when the layer blob is in the content store (digest and size
+   * verified) or its download failed. The layer is read while it downloads
+   * (ContentStore.follow); the snapshot is committed only once this resolves.
+   */
+  downloaded: Promise<void>;
   signal: AbortSignal;
 }
 
@@ -104,13 +110,10 @@ export class Unpacker {
     const mounts = await snapshotter.prepare(key, u.parent);
     let committed = false;
     try {
-      const stream = await content.readStream(u.layer.digest);
-      let result;
-      try {
-        result = await diff.apply(mounts, stream, { mediaType: u.layer.mediaType, expectedDiffId: u.diffId, signal: u.signal });
-      } finally {
-        stream.destroy();
-      }
+      const stream = content.follow(u.layer, { signal: u.signal });
+      const result = await diff.apply(mounts, stream, { mediaType: u.layer.mediaType, expectedDiffId: u.diffId, signal: u.signal });
+      // What was applied came from verified bytes only if the download is committed.
+      await u.downloaded;
       try {
         await snapshotter.commit(u.chainId, key);
         committed = true;
