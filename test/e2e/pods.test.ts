@@ -10,7 +10,9 @@ import { promisify } from 'node:util';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
   ContainerConfig,
+  ContainerState,
   NamespaceMode,
+  type ContainerStatusResponse,
   type CreateContainerResponse,
   type ExecSyncResponse,
   type ListContainersResponse,
@@ -413,7 +415,11 @@ describe('pods across a kill -9 of berthd', () => {
   });
 
   after(async () => {
-    await d?.dispose();
+    if (d !== undefined) {
+      const left = await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {}).catch(() => ({ items: [] }));
+      for (const p of left.items) await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }).catch(() => undefined);
+      await d.dispose();
+    }
     await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
     await registry?.stop();
   });
@@ -454,6 +460,104 @@ describe('pods across a kill -9 of berthd', () => {
       await call(d.runtime, 'removePodSandbox', { podSandboxId: id });
     }
     await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids });
+  });
+});
+
+describe('20 pods with containers across a kill -9 of berthd', () => {
+  let registry: RegistryHandle;
+  let d: Berthd;
+  let configToml: string;
+  let busyboxRef: string;
+  const net = testNetwork('twenty');
+
+  before(async () => {
+    registry = await startRegistry();
+    await pushImage(registry, 'e2e/pause', 'latest', await pauseImage());
+    await pushImage(registry, 'e2e/busybox', 'latest', await busyboxImage());
+    busyboxRef = `${registry.host}/e2e/busybox:latest`;
+    configToml = `[plugins."cri.service"]\nsandbox_image = "${registry.host}/e2e/pause:latest"\n`;
+    d = await startBerthd({ configToml });
+    await writeFile(join(d.confDir, '10-twenty.conflist'), conflist(net));
+    await waitFor('CNI to load the network', async () => {
+      const st = await call<object, StatusResponse>(d.runtime, 'status', {});
+      return st.status?.conditions.find((c) => c.type === 'NetworkReady')?.status ? true : undefined;
+    }, 10_000);
+    await call(d.images, 'pullImage', { image: { image: busyboxRef, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' } });
+  });
+
+  after(async () => {
+    if (d !== undefined) {
+      // After a failure: take the pods down so the dir can go.
+      const left = await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {}).catch(() => ({ items: [] }));
+      for (const p of left.items) await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }).catch(() => undefined);
+      await d.dispose();
+    }
+    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
+    await registry?.stop();
+  });
+
+  test('every pod and container keeps its state, IP and exit code; containers keep logging; cleanup is complete', async () => {
+    const logDir = join(d.dir, 'logs');
+    const pods: Array<{ id: string; ctr: string; ip: string; pausePid: number; ctrPid: number; log: string }> = [];
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const config = podConfig({ logDirectory: join(logDir, `pod${i}`) });
+        const { podSandboxId: id } = await call<object, RunPodSandboxResponse>(d.runtime, 'runPodSandbox', { config, runtimeHandler: '' });
+        const { containerId: ctr } = await call<object, CreateContainerResponse>(d.runtime, 'createContainer', {
+          podSandboxId: id,
+          config: ContainerConfig.fromPartial({
+            metadata: { name: 'ticker', attempt: 0 },
+            image: { image: busyboxRef },
+            command: ['sh', '-c', 'while true; do echo tick; sleep 0.2; done'],
+            logPath: 'ticker/0.log',
+          }),
+          sandboxConfig: config,
+        });
+        await call(d.runtime, 'startContainer', { containerId: ctr });
+        const st = await call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId: id, verbose: true });
+        const cst = await call<object, ContainerStatusResponse>(d.runtime, 'containerStatus', { containerId: ctr, verbose: true });
+        const ctrPid = (JSON.parse(cst.info['info'] ?? '{}') as { pid?: number }).pid ?? 0;
+        pods[i] = { id, ctr, ip: st.status!.network!.ip, pausePid: (JSON.parse(st.info['info']!) as { pid: number }).pid, ctrPid, log: cst.status!.logPath };
+      }),
+    );
+    assert.equal(new Set(pods.map((p) => p.ip)).size, 20, 'twenty distinct pod IPs');
+    assert.ok(pods[1]!.ctrPid > 0, 'verbose container status gives the pid');
+
+    assert.equal(await d.stop('SIGKILL'), 'SIGKILL');
+    const downAt = Date.now();
+    process.kill(pods[0]!.pausePid, 'SIGKILL');
+    process.kill(pods[1]!.ctrPid, 'SIGKILL');
+    const sizes = await Promise.all(pods.map((p) => stat(p.log).then((s) => s.size)));
+    await new Promise((r) => setTimeout(r, 1000));
+    const grown = await Promise.all(pods.map((p) => stat(p.log).then((s) => s.size)));
+    for (let i = 2; i < 20; i++) assert.ok(grown[i]! > sizes[i]!, `pod ${i}'s container keeps logging while berthd is down`);
+    d = await startBerthd({ dir: d.dir, configToml });
+    assert.ok(Date.now() - downAt > 1000);
+
+    const listed = await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {});
+    assert.equal(listed.items.length, 20);
+    const ctrs = await call<object, ListContainersResponse>(d.runtime, 'listContainers', {});
+    assert.equal(ctrs.containers.length, 20);
+    for (const [i, p] of pods.entries()) {
+      const st = await call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId: p.id });
+      assert.equal(st.status?.state, i === 0 ? PodSandboxState.SANDBOX_NOTREADY : PodSandboxState.SANDBOX_READY, `pod ${i} state`);
+      assert.equal(st.status?.network?.ip, p.ip, `pod ${i} IP`);
+      const cst = await call<object, ContainerStatusResponse>(d.runtime, 'containerStatus', { containerId: p.ctr });
+      if (i <= 1) {
+        // Pod 1's container was killed; pod 0's died with its pause, the init of the pod's PID namespace.
+        assert.equal(cst.status?.state, ContainerState.CONTAINER_EXITED, `container of pod ${i} exited`);
+        assert.equal(cst.status?.exitCode, 137);
+      } else {
+        assert.equal(cst.status?.state, ContainerState.CONTAINER_RUNNING, `container of pod ${i} still running`);
+      }
+    }
+
+    for (const p of pods) {
+      await call(d.runtime, 'stopPodSandbox', { podSandboxId: p.id });
+      await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id });
+    }
+    assert.equal((await call<object, ListContainersResponse>(d.runtime, 'listContainers', {})).containers.length, 0);
+    await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids: pods.flatMap((p) => [p.id, p.ctr]) });
   });
 });
 
