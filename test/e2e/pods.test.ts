@@ -10,7 +10,9 @@ import { promisify } from 'node:util';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
   ContainerConfig,
+  ContainerEventType,
   ContainerState,
+  type ContainerEventResponse,
   NamespaceMode,
   type ContainerStatusResponse,
   type CreateContainerResponse,
@@ -328,6 +330,34 @@ describe('pod sandboxes on a real berthd', () => {
     }
     assert.equal((await podStatus(id)).status?.state, PodSandboxState.SANDBOX_NOTREADY);
     await stop(id);
+  });
+
+  test('GetContainerEvents carries the sandbox lifecycle (container id = sandbox id)', async () => {
+    const stream = d.runtime.getContainerEvents({});
+    const seen: Array<{ id: string; type: ContainerEventType; state: PodSandboxState | undefined }> = [];
+    stream.on('data', (e: ContainerEventResponse) => seen.push({ id: e.containerId, type: e.containerEventType, state: e.podSandboxStatus?.state }));
+    stream.on('error', () => undefined);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const id = await run(podConfig());
+      await stop(id);
+      await remove(id);
+      await waitFor('the DELETED event', () => (seen.some((e) => e.id === id && e.type === ContainerEventType.CONTAINER_DELETED_EVENT) ? true : undefined), 5000);
+      const mine = seen.filter((e) => e.id === id);
+      assert.deepEqual(
+        mine.map((e) => e.type),
+        [
+          ContainerEventType.CONTAINER_CREATED_EVENT,
+          ContainerEventType.CONTAINER_STARTED_EVENT,
+          ContainerEventType.CONTAINER_STOPPED_EVENT,
+          ContainerEventType.CONTAINER_DELETED_EVENT,
+        ],
+      );
+      assert.equal(mine[1]?.state, PodSandboxState.SANDBOX_READY);
+      assert.equal(mine[2]?.state, PodSandboxState.SANDBOX_NOTREADY);
+    } finally {
+      stream.cancel();
+    }
   });
 
   test('Stop and Remove of an unknown pod: NotFound and success', async () => {

@@ -18,6 +18,7 @@ import { cgroupsPath, rootfsPasswd, sandboxSpec, type HostFacts } from '../../co
 import { namespaceModes } from '../../core/runtime/spec/namespaces.js';
 import { mount, unmount, type Snapshotter } from '../../core/snapshotter/index.js';
 import {
+  ContainerEventType,
   NamespaceMode,
   type ContainerStats,
   type ContainerStatus,
@@ -29,6 +30,7 @@ import {
   type PodSandboxStatusResponse,
   type RunPodSandboxRequest,
 } from '../../generated/api.js';
+import { publishContainerEvent } from '../container/events.js';
 import { newId, nowNs, sandboxName, type ContainerStore, type SandboxRecord, type SandboxStore } from '../store/index.js';
 import { DEFAULT_HOST_FILES, mountShm, unmountShm, writePodFiles, type HostFiles, type PodFiles } from './files.js';
 import { KeyedLock, UndoStack } from './lock.js';
@@ -132,11 +134,23 @@ export class SandboxService {
 
   private markExited(id: string, e: TaskExitEvent): void {
     try {
-      this.store.patch(id, { state: 'notready', exitCode: e.exitCode, exitedAt: nsOf(e.exitedAt) });
+      const rec = this.store.patch(id, { state: 'notready', exitCode: e.exitCode, exitedAt: nsOf(e.exitedAt) });
       this.log.info({ sandbox: id, exitCode: e.exitCode }, 'sandbox container exited');
+      this.emit(rec, ContainerEventType.CONTAINER_STOPPED_EVENT);
     } catch (err) {
       this.log.error({ sandbox: id, err: errorMessage(err) }, 'cannot record the sandbox container exit');
     }
+  }
+
+  /** A lifecycle event of the sandbox for GetContainerEvents (container id = sandbox id, as containerd sends them). */
+  private emit(rec: SandboxRecord, type: ContainerEventType): void {
+    publishContainerEvent(this.opts.events, {
+      containerId: rec.id,
+      containerEventType: type,
+      createdAt: nowNs(),
+      podSandboxStatus: toCriStatus(rec),
+      containersStatuses: this.containerOps?.containerStatuses?.(rec.id) ?? [],
+    });
   }
 
   /** The pause image, pulled (once, shared by concurrent callers) when missing. */
@@ -168,6 +182,8 @@ export class SandboxService {
       const persistFrom = performance.now();
       this.store.add(record);
       const persistMs = Math.round((performance.now() - persistFrom) * 10) / 10;
+      this.emit(record, ContainerEventType.CONTAINER_CREATED_EVENT);
+      this.emit(record, ContainerEventType.CONTAINER_STARTED_EVENT);
       const exit = this.inflight.get(id);
       if (exit !== undefined) this.markExited(id, exit);
       this.log.info({ sandbox: id, name, ips: record.ips, ms: Math.round(performance.now() - started), persistMs }, 'sandbox running');
@@ -383,7 +399,7 @@ export class SandboxService {
     }
     if (rec.netnsPath !== '') await this.opts.netns.remove(rec.netnsPath);
     await unmountShm(rec.shmPath);
-    if (this.store.get(id)?.state !== 'notready') this.store.patch(id, { state: 'notready' });
+    if (this.store.get(id)?.state !== 'notready') this.emit(this.store.patch(id, { state: 'notready' }), ContainerEventType.CONTAINER_STOPPED_EVENT);
     this.log.info({ sandbox: id }, 'sandbox stopped');
   }
 
@@ -412,8 +428,10 @@ export class SandboxService {
         if (!(isBerthError(err) && err.kind === 'not-found')) throw err;
       }
       await Promise.all([rm(rec.stateDir, { recursive: true, force: true }), rm(rec.dir, { recursive: true, force: true })]);
+      const last = this.store.get(id);
       this.store.delete(id);
       this.lastStats.delete(id);
+      if (last !== undefined) this.emit(last, ContainerEventType.CONTAINER_DELETED_EVENT);
       this.log.info({ sandbox: id }, 'sandbox removed');
     });
   }
