@@ -293,6 +293,7 @@ describe('CRI containers', () => {
     await runtimeCall('removeContainer', { containerId: id });
     await assert.rejects(status(id), grpcError(GrpcStatus.NOT_FOUND, /not found/));
     await runtimeCall('removeContainer', { containerId: id });
+    await runtimeCall('stopContainer', { containerId: id, timeout: 0n });
   });
 
   test('exit codes and reasons: 0 is Completed, 3 is Error', async () => {

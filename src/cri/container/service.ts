@@ -304,11 +304,14 @@ export class ContainerService implements PodContainerOps {
   /**
    * Sends the stop signal (the container's, else SIGTERM), then SIGKILL after
    * `timeoutSec` (0: at once), and returns once the exit is recorded. Fine for
-   * a container that is not running.
+   * a container that is not running or not known (as critest's idempotence
+   * specs want).
    */
   async stopContainer(idOrPrefix: string, timeoutSec: number): Promise<void> {
-    const { id } = this.containers.resolve(idOrPrefix);
-    await this.lock.run(id, () => this.stopLocked(id, timeoutSec));
+    if (idOrPrefix === '') throw invalid('ERR_CRI_CONTAINER_ID_EMPTY', 'container id must not be empty');
+    const found = this.containers.find(idOrPrefix);
+    if (found === undefined) return;
+    await this.lock.run(found.id, () => this.stopLocked(found.id, timeoutSec));
   }
 
   private async stopLocked(id: string, timeoutSec: number): Promise<void> {
