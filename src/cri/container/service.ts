@@ -179,6 +179,12 @@ export class ContainerService implements PodContainerOps {
         });
         undo.push(['runtime container', () => this.runtime.delete(id)]);
         lap('runtime');
+        // The pod may have been stopped or removed meanwhile; a container must not outlive its pod's removal.
+        if (this.sandboxes.get(sandbox.id)?.state !== 'ready') {
+          throw new BerthError('failed-precondition', 'ERR_CRI_SANDBOX_NOT_READY', `pod sandbox ${sandbox.id} stopped while container ${id} was being created`, {
+            context: { sandbox: sandbox.id, container: id },
+          });
+        }
 
         const record: ContainerRecord = {
           id,
