@@ -204,6 +204,8 @@ export class LocalContentStore implements ContentStore {
    * fails (a retry by `ensure` is a new download: follow again), and with
    * cancelled when `signal` aborts. The stream ends only after the digest
    * and size were verified; one that is not read to its end proves nothing.
+   * Bytes read from a file come in one reused buffer: a chunk is valid only
+   * until the next one is asked for.
    */
   async *follow(desc: { digest: string; size: number }, opts: { signal?: AbortSignal } = {}): AsyncGenerator<Buffer> {
     const hex = digestHex(desc.digest);
@@ -245,6 +247,8 @@ export class LocalContentStore implements ContentStore {
     let pos = 0;
     let tap: Tap | undefined;
     let fromFile = 0;
+    /** File reads go into one buffer (see follow). */
+    let buf: Buffer | undefined;
     try {
       for (;;) {
         if (tap !== undefined) {
@@ -261,12 +265,13 @@ export class LocalContentStore implements ContentStore {
             continue;
           }
         } else if (ingest.written > pos) {
-          const chunk = Buffer.allocUnsafeSlow(Math.min(FOLLOW_CHUNK, ingest.written - pos));
-          const { bytesRead } = await readStep(desc.digest, () => fh.read(chunk, 0, chunk.length, pos));
+          buf ??= Buffer.allocUnsafeSlow(FOLLOW_CHUNK);
+          const want = Math.min(buf.length, ingest.written - pos);
+          const { bytesRead } = await readStep(desc.digest, () => fh.read(buf!, 0, want, pos));
           if (bytesRead === 0) throw followBroken(desc.digest, `ingest file ends at ${pos} of ${ingest.written} written bytes`);
           pos += bytesRead;
           fromFile += bytesRead;
-          yield bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead);
+          yield buf.subarray(0, bytesRead);
           continue;
         } else if (entry.outcome === undefined) {
           // Caught up: the next chunk written starts at `pos`.
@@ -642,16 +647,16 @@ async function openIfExists(path: string): Promise<FileHandle | undefined> {
   }
 }
 
-/** A committed blob's bytes (it must be `desc.size` long), read in FOLLOW_CHUNK pieces; closes `fh`. */
+/** A committed blob's bytes (it must be `desc.size` long), read in FOLLOW_CHUNK pieces into one buffer; closes `fh`. */
 async function* readFrom(fh: FileHandle, desc: { digest: string; size: number }): AsyncGenerator<Buffer> {
   let pos = 0;
+  const buf = Buffer.allocUnsafeSlow(Math.min(FOLLOW_CHUNK, Math.max(desc.size, 1)));
   try {
     while (pos < desc.size) {
-      const chunk = Buffer.allocUnsafeSlow(Math.min(FOLLOW_CHUNK, desc.size - pos));
-      const { bytesRead } = await readStep(desc.digest, () => fh.read(chunk, 0, chunk.length, pos));
+      const { bytesRead } = await readStep(desc.digest, () => fh.read(buf, 0, Math.min(buf.length, desc.size - pos), pos));
       if (bytesRead === 0) break;
       pos += bytesRead;
-      yield bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead);
+      yield buf.subarray(0, bytesRead);
     }
   } finally {
     await fh.close();

@@ -72,7 +72,8 @@ export interface ContentStore {
    * consumers can start on a blob before its download is done). Waits for a
    * blob neither present nor being downloaded. Unavailable
    * `ERR_CONTENT_FOLLOW_BROKEN` when the download followed fails; cancelled
-   * when `signal` aborts.
+   * when `signal` aborts. A chunk may share its buffer with the next one:
+   * use (or copy) it before asking for the next.
    */
   follow(desc: { digest: string; size: number }, opts?: { signal?: AbortSignal }): AsyncIterable<Buffer>;
   /** Removes a blob; not-found if absent. */

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable, Transform } from 'node:stream';
 import { BerthError, errorMessage, isBerthError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Mount } from '../snapshotter/index.js';
@@ -12,7 +11,7 @@ import { LayerWriter } from './writer.js';
 
 type LayerSource = Readable | AsyncIterable<Uint8Array>;
 
-/** Reads the first bytes of `source` and gives them back in front of the rest. */
+/** Reads the first bytes of `source` and gives them back (copied) in front of the rest. */
 async function peek(source: LayerSource, n: number): Promise<{ head: Buffer; stream: AsyncIterable<Uint8Array> }> {
   const it = (source as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   const chunks: Buffer[] = [];
@@ -24,7 +23,8 @@ async function peek(source: LayerSource, n: number): Promise<{ head: Buffer; str
       ended = true;
       break;
     }
-    const chunk = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+    // Copied: the source may reuse its buffer for the next chunk.
+    const chunk = Buffer.from(r.value);
     chunks.push(chunk);
     have += chunk.length;
   }
@@ -94,11 +94,9 @@ export async function applyLayer(mounts: readonly Mount[], layer: LayerSource, o
   };
 
   try {
-    const source = Readable.from(stream, { objectMode: false });
     const unzip = decompressor(compression);
-    const pipelineOpts = signal === undefined ? {} : { signal };
-    if (unzip === undefined) await pipeline(source, consume, pipelineOpts);
-    else await pipeline(source, unzip, consume, pipelineOpts);
+    if (unzip === undefined) await consume(copied(stream, signal));
+    else await decompressInto(stream, unzip, consume, signal);
     const diffId = `sha256:${hash.digest('hex')}`;
     if (opts.expectedDiffId !== undefined && opts.expectedDiffId !== diffId) {
       throw new BerthError('failed-precondition', 'ERR_DIFF_ID_MISMATCH', `layer diff ID is ${diffId}, expected ${opts.expectedDiffId}`, {
@@ -111,6 +109,67 @@ export async function applyLayer(mounts: readonly Mount[], layer: LayerSource, o
     writer.abort();
     throw applyError(err, opts, signal);
   }
+}
+
+/** Copies of the chunks of a source that may reuse its buffers. */
+async function* copied(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    signal?.throwIfAborted();
+    yield Buffer.from(chunk);
+  }
+}
+
+/**
+ * Feeds `source` into `unzip` one chunk at a time, asking for the next only
+ * once the decompressor has consumed the last (so the source may reuse its
+ * buffers), while `consume` reads the output. The first failure of either
+ * side (or the signal) stops both; `consume`'s error wins, as it names the
+ * entry.
+ */
+async function decompressInto(
+  source: AsyncIterable<Uint8Array>,
+  unzip: Transform,
+  consume: (out: AsyncIterable<Uint8Array>) => Promise<void>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const onAbort = (): void => {
+    unzip.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const feeding = (async () => {
+    try {
+      for await (const chunk of source) {
+        if (chunk.byteLength > 0) await written(unzip, chunk);
+      }
+      unzip.end();
+    } catch (err) {
+      unzip.destroy(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
+  })();
+  const consuming = consume(unzip as AsyncIterable<Uint8Array>);
+  try {
+    const [fed, consumed] = await Promise.allSettled([feeding, consuming]);
+    if (consumed.status === 'rejected') throw consumed.reason;
+    if (fed.status === 'rejected') throw fed.reason;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    unzip.destroy();
+  }
+}
+
+/** Writes a chunk and waits until the stream has taken it in (or is gone). */
+function written(w: Transform, chunk: Uint8Array): Promise<void> {
+  if (w.destroyed) return Promise.reject(w.errored ?? new Error('decompressor closed'));
+  return new Promise<void>((resolve, reject) => {
+    const onClose = (): void => reject(w.errored ?? new Error('decompressor closed'));
+    w.once('close', onClose);
+    w.write(chunk, (err) => {
+      w.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
 }
 
 function entryError(err: unknown, name: string): unknown {
