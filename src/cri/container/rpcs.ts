@@ -30,11 +30,11 @@ import { unary, withCallSignal } from '../rpc.js';
 import type { ContainerService } from './service.js';
 
 /**
- * Bytes of events a GetContainerEvents client may fall behind by before its
- * stream is ended (it reconnects and relists), so a stuck client cannot make
- * berthd buffer without bound.
+ * Events a GetContainerEvents client may fall behind by (grpc-js streams
+ * count queued messages) before its stream is ended (it reconnects and
+ * relists), so a stuck client cannot make berthd buffer without bound.
  */
-export const EVENT_STREAM_MAX_BUFFER = 16 * 1024 * 1024;
+export const EVENT_STREAM_MAX_BACKLOG = 10_000;
 
 /** The longest timer Node.js keeps (2^31-1 ms), in whole seconds. */
 const MAX_TIMER_SECONDS = 2_147_483n;
@@ -91,9 +91,9 @@ export function containerRpcs(log: Logger, service: ContainerService) {
       };
       const unsubscribe = service.subscribeEvents((event) => {
         if (!open) return;
-        if (call.writableLength > EVENT_STREAM_MAX_BUFFER) {
+        if (call.writableLength >= EVENT_STREAM_MAX_BACKLOG) {
           close();
-          log.warn({ rpc: 'GetContainerEvents', buffered: call.writableLength }, 'event stream client too slow: ending its stream');
+          log.warn({ rpc: 'GetContainerEvents', queued: call.writableLength }, 'event stream client too slow: ending its stream');
           call.emit('error', { code: GrpcStatus.RESOURCE_EXHAUSTED, details: 'the client fell too far behind the container event stream' });
           return;
         }
