@@ -375,7 +375,10 @@ export class ContainerService implements PodContainerOps {
    */
   private settle(id: string, exit?: ExitInfo): Promise<void> {
     const inFlight = this.settling.get(id);
-    if (inFlight !== undefined) return inFlight;
+    if (inFlight !== undefined) {
+      // One that asked the runtime may have found nothing yet: a known exit is applied after it.
+      return exit === undefined ? inFlight : inFlight.catch(() => undefined).then(() => this.settle(id, exit));
+    }
     const work = (async () => {
       await this.starting.get(id)?.catch(() => undefined);
       const before = this.containers.get(id);
