@@ -18,6 +18,8 @@ import {
   ContainerEventType,
   ContainerState,
   ContainerStatsRequest,
+  NamespaceMode,
+  Signal,
   ContainerStatusRequest,
   CreateContainerRequest,
   ExecSyncRequest,
@@ -342,6 +344,30 @@ describe('CRI containers', () => {
     assert.equal(st.state, ContainerState.CONTAINER_EXITED);
     assert.equal(st.exitCode, 137);
     assert.equal(st.reason, 'Error');
+  });
+
+  test('StopContainer sends the stop signal the config names', async () => {
+    const id = await createStarted(
+      containerConfig('stopsignal', ['sh', '-c', 'trap "exit 42" USR1; trap "exit 1" TERM; sleep 1000 & wait'], { stopSignal: Signal.SIGUSR1 }),
+    );
+    assert.equal((await status(id)).status?.stopSignal, Signal.SIGUSR1);
+    await runtimeCall('stopContainer', { containerId: id, timeout: 10n });
+    assert.equal((await status(id)).status?.exitCode, 42);
+  });
+
+  test('a container can join the pid namespace of another container of the pod (TARGET)', async () => {
+    const target = await createStarted(
+      containerConfig('target', ['sh', '-c', 'exec sleep 4242'], { linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } } }),
+    );
+    const joiner = await createStarted(
+      containerConfig('joiner', ['sleep', '1000'], { linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.TARGET, targetId: target } } } }),
+    );
+    const res = await runtimeCall<ExecSyncResponse>('execSync', { containerId: joiner, cmd: ['ps', '-o', 'pid,args'], timeout: 10n });
+    assert.match(res.stdout.toString(), /^\s*1\s+sleep 4242$/m, 'the target is pid 1 of the shared namespace');
+    await assert.rejects(
+      create(containerConfig('joiner2', ['true'], { linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.TARGET, targetId: 'f'.repeat(64) } } } })),
+      grpcError(GrpcStatus.NOT_FOUND, /target container/),
+    );
   });
 
   test('UpdateContainerResources changes the live cgroup memory limit', async () => {
