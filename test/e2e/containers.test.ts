@@ -44,7 +44,7 @@ import {
   type ListContainerStatsResponse,
   type RunPodSandboxResponse,
 } from '../../src/generated/api.js';
-import { busyboxImage, pauseImage, pushImage, startRegistry, type RegistryHandle } from '../fixtures/index.js';
+import { buildImage, busyboxImage, busyboxLayer, DEFAULT_PATH, pauseImage, pushImage, startRegistry, type RegistryHandle } from '../fixtures/index.js';
 import { call, startBerthd, waitFor, type Berthd } from './harness.js';
 import { assertNoLeaks, findLeaks } from './leaks.js';
 
@@ -192,6 +192,8 @@ describe('CRI containers', () => {
     const [bb, pause] = await Promise.all([busyboxImage(), pauseImage()]);
     await pushImage(registry, 'e2e/busybox', 'latest', bb);
     await pushImage(registry, 'e2e/pause', 'latest', pause);
+    const stopper = await buildImage({ layers: [await busyboxLayer()], config: { Env: [`PATH=${DEFAULT_PATH}`], Cmd: ['sh'], StopSignal: 'SIGUSR2' } });
+    await pushImage(registry, 'e2e/stopper', 'latest', stopper);
     busybox = `${registry.host}/e2e/busybox:latest`;
     const dir = await mkdtemp(join(tmpdir(), 'berth-e2e-containers-'));
     await mkdir(join(dir, 'net.d'), { recursive: true });
@@ -215,7 +217,9 @@ describe('CRI containers', () => {
     d = await startBerthd({ dir, configToml });
     work = await mkdtemp(join(tmpdir(), 'berth-e2e-containers-work-'));
     logDir = join(work, 'logs');
-    await call(d.images, 'pullImage', PullImageRequest.fromPartial({ image: { image: busybox } }), 60_000);
+    for (const image of [busybox, `${registry.host}/e2e/stopper:latest`]) {
+      await call(d.images, 'pullImage', PullImageRequest.fromPartial({ image: { image } }), 60_000);
+    }
     const pod = await runPod('shared');
     podId = pod.id;
     podConfig = pod.config;
@@ -346,13 +350,21 @@ describe('CRI containers', () => {
     assert.equal(st.reason, 'Error');
   });
 
-  test('StopContainer sends the stop signal the config names', async () => {
+  test('StopContainer sends the stop signal the config names, else the image\'s', async () => {
     const id = await createStarted(
       containerConfig('stopsignal', ['sh', '-c', 'trap "exit 42" USR1; trap "exit 1" TERM; sleep 1000 & wait'], { stopSignal: Signal.SIGUSR1 }),
     );
     assert.equal((await status(id)).status?.stopSignal, Signal.SIGUSR1);
     await runtimeCall('stopContainer', { containerId: id, timeout: 10n });
     assert.equal((await status(id)).status?.exitCode, 42);
+
+    // Without one in the config, the image's StopSignal is sent.
+    const fromImage = await createStarted(
+      containerConfig('imagesignal', ['sh', '-c', 'trap "exit 43" USR2; trap "exit 1" TERM; sleep 1000 & wait'], { image: { image: `${registry.host}/e2e/stopper:latest` } }),
+    );
+    assert.equal((await status(fromImage)).status?.stopSignal, Signal.SIGUSR2);
+    await runtimeCall('stopContainer', { containerId: fromImage, timeout: 10n });
+    assert.equal((await status(fromImage)).status?.exitCode, 43);
   });
 
   test('a container can join the pid namespace of another container of the pod (TARGET)', async () => {
