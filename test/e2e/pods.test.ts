@@ -360,9 +360,10 @@ describe('pod sandboxes on a real berthd', () => {
     }
   });
 
-  test('Stop and Remove of an unknown pod: NotFound and success', async () => {
-    await assert.rejects(stop('0123456789abcdef'), grpcCode(GrpcStatus.NOT_FOUND));
+  test('Stop and Remove of an unknown pod succeed; Status of one is NotFound', async () => {
+    await stop('0123456789abcdef');
     await remove('0123456789abcdef');
+    await assert.rejects(podStatus('0123456789abcdef'), grpcCode(GrpcStatus.NOT_FOUND));
   });
 });
 

@@ -373,10 +373,12 @@ export class SandboxService {
 
   /**
    * Stops the pod's containers and its pause container, tears its network
-   * down and unmounts its shm. Idempotent; not-found for an unknown id.
+   * down and unmounts its shm. Idempotent; an unknown id succeeds too (its
+   * resources are all reclaimed), as containerd 2 answers.
    */
   async stop(idOrPrefix: string): Promise<void> {
-    const rec = this.store.resolve(idOrPrefix);
+    const rec = this.store.find(idOrPrefix);
+    if (rec === undefined) return;
     await this.lock.run(rec.id, () => this.stopLocked(rec.id));
   }
 
