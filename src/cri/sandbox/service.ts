@@ -254,7 +254,7 @@ export class SandboxService {
             undo.push('shm mount', () => unmountShm(shmPath));
             mark('shm');
           });
-    const rootfsStep = this.mountRootfs(id, image, rootfs, undo).then(() => mark('rootfs'));
+    const rootfsStep = this.mountRootfs(id, image, rootfs, undo, mark).then(() => mark('rootfs'));
     const networkStep = hostNetwork
       ? Promise.resolve(undefined)
       : netnsStep.then(async (netnsPath) => {
@@ -319,11 +319,12 @@ export class SandboxService {
   }
 
   /** An active snapshot of the pause image mounted at `rootfs`. */
-  private async mountRootfs(id: string, image: ImageRecord, rootfs: string, undo: UndoStack): Promise<void> {
+  private async mountRootfs(id: string, image: ImageRecord, rootfs: string, undo: UndoStack, mark: (step: string) => void): Promise<void> {
     const { snapshotter } = this.opts;
     const key = snapshotKeyOf(id);
     const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/sandbox': id } });
     undo.push('rootfs snapshot', () => snapshotter.remove(key));
+    mark('snapshot');
     await mkdir(rootfs, { mode: 0o755 });
     await mount(mounts, rootfs);
     undo.push('rootfs mount', () => unmount(rootfs, { detach: true }));
