@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseNetDev, resolvConfOf } from '../../src/cri/sandbox/index.js';
-import { KeyedLock, UndoStack } from '../../src/cri/sandbox/lock.js';
+import { UndoStack } from '../../src/cri/sandbox/undo.js';
 
 test('resolv.conf from a DNSConfig: search, one nameserver line each, options; empty config gives nothing', () => {
   assert.equal(
@@ -29,26 +29,6 @@ test('/proc/net/dev counters by interface', () => {
     txBytes: { value: 1234n },
     txErrors: { value: 7n },
   });
-});
-
-test('KeyedLock runs one operation per key at a time, keys in parallel, and goes on after a failure', async () => {
-  const lock = new KeyedLock();
-  const order: string[] = [];
-  const slow = (tag: string, ms: number, fail = false) => async () => {
-    order.push(`${tag}+`);
-    await new Promise((r) => setTimeout(r, ms));
-    order.push(`${tag}-`);
-    if (fail) throw new Error(tag);
-    return tag;
-  };
-  const a1 = lock.run('a', slow('a1', 30, true));
-  const a2 = lock.run('a', slow('a2', 1));
-  const b1 = lock.run('b', slow('b1', 5));
-  await assert.rejects(a1, /a1/);
-  assert.equal(await a2, 'a2');
-  assert.equal(await b1, 'b1');
-  assert.ok(order.indexOf('a1-') < order.indexOf('a2+'), order.join(' '));
-  assert.ok(order.indexOf('b1+') < order.indexOf('a1-'), order.join(' '));
 });
 
 test('UndoStack undoes newest first, tries every step and reports failing ones', async () => {

@@ -33,7 +33,8 @@ import {
 import { publishContainerEvent } from '../container/events.js';
 import { newId, nowNs, sandboxName, type ContainerStore, type SandboxRecord, type SandboxStore } from '../store/index.js';
 import { DEFAULT_HOST_FILES, mountShm, unmountShm, writePodFiles, type HostFiles, type PodFiles } from './files.js';
-import { KeyedLock, UndoStack } from './lock.js';
+import { KeyedLock } from '../container/keyed-lock.js';
+import { UndoStack } from './undo.js';
 import { cpuUsageOf, memoryUsageOf, networkUsageOf, processUsageOf } from './stats.js';
 import { recordState, toCriSandbox, toCriStatus, verboseInfo } from './status.js';
 
