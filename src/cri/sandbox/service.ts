@@ -35,7 +35,8 @@ import { newId, nowNs, sandboxName, type ContainerStore, type SandboxRecord, typ
 import { DEFAULT_HOST_FILES, mountShm, unmountShm, writePodFiles, type HostFiles, type PodFiles } from './files.js';
 import { KeyedLock } from '../container/keyed-lock.js';
 import { UndoStack } from './undo.js';
-import { cpuUsageOf, memoryUsageOf, networkUsageOf, processUsageOf } from './stats.js';
+import { cgroupSections } from '../container/stats.js';
+import { networkUsageOf, processUsageOf } from './stats.js';
 import { recordState, toCriSandbox, toCriStatus, verboseInfo } from './status.js';
 
 /** What the sandbox service needs done to a pod's containers (the container service provides it). */
@@ -497,8 +498,7 @@ export class SandboxService {
     return {
       attributes: { id: rec.id, metadata: rec.config.metadata, labels: rec.config.labels, annotations: rec.config.annotations },
       linux: {
-        cpu: cpuUsageOf(stats, previous),
-        memory: memoryUsageOf(stats),
+        ...cgroupSections(stats, previous),
         network,
         process: processUsageOf(stats),
         containers,

@@ -1,60 +1,16 @@
 /**
- * CRI usage messages from cgroup stats (src/core/runtime/cgroups) and pod
- * network counters from /proc/<pid>/net/dev of a process in the pod's
- * network namespace.
+ * Pod-level parts of PodSandboxStats: the process count of the pod cgroup
+ * and the network counters from /proc/<pid>/net/dev of a process in the
+ * pod's network namespace (cpu and memory come from the container
+ * service's cgroupSections).
  */
 import { readFile } from 'node:fs/promises';
-import { cpuNanoCores, type CgroupStats, type Psi } from '../../core/runtime/cgroups/index.js';
-import type {
-  CpuUsage,
-  MemoryUsage,
-  NetworkInterfaceUsage,
-  NetworkUsage,
-  ProcessUsage,
-  PsiStats,
-  UInt64Value,
-} from '../../generated/api.js';
-
-function u64(value: bigint | undefined): UInt64Value | undefined {
-  return value === undefined ? undefined : { value };
-}
-
-function psiOf(psi: Psi | undefined): PsiStats | undefined {
-  if (psi === undefined) return undefined;
-  const data = (d: Psi['some']) => ({ Total: d.totalUs * 1000n, Avg10: d.avg10, Avg60: d.avg60, Avg300: d.avg300 });
-  return { Some: data(psi.some), ...(psi.full === undefined ? {} : { Full: data(psi.full) }) };
-}
-
-/** CPU usage, with the rate since `previous` (an earlier read of the same cgroup) when given. */
-export function cpuUsageOf(stats: CgroupStats, previous: CgroupStats | undefined): CpuUsage | undefined {
-  if (stats.cpu === undefined) return undefined;
-  const rate = previous === undefined ? undefined : cpuNanoCores(previous, stats);
-  return {
-    timestamp: stats.timestampNs,
-    usageCoreNanoSeconds: u64(stats.cpu.usageNs),
-    usageNanoCores: u64(rate),
-    psi: psiOf(stats.cpu.psi),
-  };
-}
-
-export function memoryUsageOf(stats: CgroupStats): MemoryUsage | undefined {
-  const m = stats.memory;
-  if (m === undefined) return undefined;
-  return {
-    timestamp: stats.timestampNs,
-    workingSetBytes: u64(m.workingSetBytes),
-    availableBytes: u64(m.availableBytes),
-    usageBytes: u64(m.usageBytes),
-    rssBytes: u64(m.rssBytes),
-    pageFaults: u64(m.pageFaults),
-    majorPageFaults: u64(m.majorPageFaults),
-    psi: psiOf(m.psi),
-  };
-}
+import type { CgroupStats } from '../../core/runtime/cgroups/index.js';
+import type { NetworkInterfaceUsage, NetworkUsage, ProcessUsage } from '../../generated/api.js';
 
 export function processUsageOf(stats: CgroupStats): ProcessUsage | undefined {
   if (stats.pids === undefined) return undefined;
-  return { timestamp: stats.timestampNs, processCount: u64(stats.pids.current) };
+  return { timestamp: stats.timestampNs, processCount: { value: stats.pids.current } };
 }
 
 /** Interface counters of a /proc/net/dev text, by interface name. */
