@@ -301,7 +301,7 @@ describe('pod sandboxes on a real berthd', () => {
     const id = await run(podConfig({ linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.POD, ipc: NamespaceMode.POD, targetId: '' } } } as PodSandboxConfig['linux'] }));
     const st = await podStatus(id, true);
     assert.equal(st.status?.state, PodSandboxState.SANDBOX_READY);
-    assert.equal(st.status?.network, undefined);
+    assert.deepEqual(st.status?.network, { ip: '', additionalIps: [] });
     const info = JSON.parse(st.info['info']!) as { pid: number; netNamespacePath: string };
     assert.equal(info.netNamespacePath, '');
     const [procNs, hostNs] = await Promise.all([stat(`/proc/${info.pid}/ns/net`), stat('/proc/self/ns/net')]);

@@ -37,7 +37,8 @@ export function toCriStatus(r: SandboxRecord): PodSandboxStatus {
     metadata: r.config.metadata,
     state: criState(r.state),
     createdAt: r.createdAt,
-    network: r.hostNetwork ? undefined : { ip: ip ?? '', additionalIps: additional.map((a) => ({ ip: a })) },
+    // Always set (empty for host network, as containerd): kubelet logs a complaint when it is missing.
+    network: { ip: ip ?? '', additionalIps: additional.map((a) => ({ ip: a })) },
     linux: { namespaces: { options: r.config.linux?.securityContext?.namespaceOptions } },
     labels: r.config.labels,
     annotations: r.config.annotations,
