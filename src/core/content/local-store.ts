@@ -13,6 +13,8 @@ export const DEFAULT_READ_ALL_MAX_BYTES = 16 * 1024 * 1024;
 /** Mode of a committed blob: nobody writes a blob in place. */
 const BLOB_MODE = 0o444;
 
+/** Bytes of a download read ahead while a write to its ingest runs; reading waits beyond this. */
+const MAX_PENDING_WRITE_BYTES = 4 * 1024 * 1024;
 /** Bytes read at a time by `follow`. */
 const FOLLOW_CHUNK = 256 * 1024;
 /** Bytes a live `follow` may have queued before it falls back to reading the ingest file. */
@@ -425,9 +427,44 @@ export class LocalContentStore implements ContentStore {
             throw err;
           });
           const it = iterate(source);
+          // Chunks wait in `pending` while a write is running and go out
+          // together in the next one: the source is read while the file is
+          // written, with one write (not one per chunk) per round trip.
+          let pending: Uint8Array[] = [];
+          let pendingBytes = 0;
+          let received = 0;
+          let writing: Promise<void> | undefined;
+          let writeFailure: unknown;
+          const startWriting = (): void => {
+            if (writing !== undefined) return;
+            writing = (async () => {
+              try {
+                while (pending.length > 0) {
+                  const batch = pending;
+                  pending = [];
+                  pendingBytes = 0;
+                  await this.fsStep(digest, dataPath, 'write', () => writeBatch(fh, batch));
+                  for (const chunk of batch) {
+                    written += chunk.byteLength;
+                    ingest.written = written;
+                    handOut(entry.taps, chunk);
+                    notify(listeners, written, log);
+                  }
+                  wakeAll(entry.wakers);
+                }
+              } catch (err) {
+                writeFailure = err;
+                throw err;
+              } finally {
+                writing = undefined;
+              }
+            })();
+            writing.catch(() => undefined);
+          };
           try {
             for (;;) {
               const next = await sourceStep(digest, () => abort.race(it.next()));
+              if (writeFailure !== undefined) throw writeFailure;
               if (next.done) break;
               const chunk = next.value;
               if (!(chunk instanceof Uint8Array)) {
@@ -435,21 +472,24 @@ export class LocalContentStore implements ContentStore {
                   context: { digest },
                 });
               }
-              if (written + chunk.byteLength > desc.size) {
+              if (received + chunk.byteLength > desc.size) {
                 throw sizeMismatch(digest, desc.size, `more than ${desc.size}`);
               }
+              if (chunk.byteLength === 0) continue;
               hash.update(chunk);
-              await this.fsStep(digest, dataPath, 'write', () => writeAll(fh, chunk));
-              written += chunk.byteLength;
-              ingest.written = written;
-              handOut(entry.taps, chunk);
-              wakeAll(entry.wakers);
-              notify(listeners, written, log);
+              received += chunk.byteLength;
+              pending.push(chunk);
+              pendingBytes += chunk.byteLength;
+              startWriting();
+              if (pendingBytes >= MAX_PENDING_WRITE_BYTES) await abort.race(writing ?? Promise.resolve());
             }
+            while (writing !== undefined) await writing;
           } finally {
             // Stops the source (destroys a Readable, closes a generator); not
             // awaited because a source ignoring the signal may never settle.
             stopSource(it);
+            // The file is closed only once no write is running on it.
+            while (writing !== undefined) await (writing as Promise<void>).catch(() => undefined);
           }
         } finally {
           abort.dispose();
@@ -587,6 +627,20 @@ async function untilSettledOrAborted(settled: Promise<void>, signal: AbortSignal
     await Promise.race([settled, abort.promise]);
   } finally {
     abort.dispose();
+  }
+}
+
+/** Writes the chunks in order at the file's position: one writev, then the rest of a short write piece by piece. */
+async function writeBatch(fh: FileHandle, chunks: Uint8Array[]): Promise<void> {
+  if (chunks.length === 1) return writeAll(fh, chunks[0]!);
+  let skip = (await fh.writev(chunks)).bytesWritten;
+  for (const chunk of chunks) {
+    if (skip >= chunk.byteLength) {
+      skip -= chunk.byteLength;
+      continue;
+    }
+    await writeAll(fh, chunk.subarray(skip));
+    skip = 0;
   }
 }
 
