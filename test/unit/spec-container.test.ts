@@ -253,7 +253,7 @@ test('a CRI /dev mount drops every default below /dev', async () => {
   );
 });
 
-test('CRI mount errors', async () => {
+test('CRI mount errors, and rro for a recursive read-only mount', async () => {
   const fx = await fixture();
   const vol = await tempDir();
   const cases: [DeepPartial<Mount>, string][] = [
@@ -262,16 +262,14 @@ test('CRI mount errors', async () => {
     [{ containerPath: '/x', hostPath: 'rel' }, 'ERR_SPEC_MOUNT'],
     [{ containerPath: '/x', hostPath: vol, recursiveReadOnly: true }, 'ERR_SPEC_MOUNT'],
     [{ containerPath: '/x', hostPath: vol, readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER }, 'ERR_SPEC_MOUNT'],
-    [{ containerPath: '/x', hostPath: vol, readonly: true, recursiveReadOnly: true }, 'ERR_SPEC_MOUNT_RRO_UNSUPPORTED'],
     [{ containerPath: '/x', hostPath: '', image: { image: 'busybox' } }, 'ERR_SPEC_MOUNT_IMAGE'],
     [{ containerPath: '/x', hostPath: vol, uidMappings: [{ hostId: 1, containerId: 0, length: 1 }] }, 'ERR_SPEC_MOUNT_IDMAP'],
   ];
   for (const [mount, code] of cases) {
     await assert.rejects(containerSpec(input(fx, { mounts: [mount] })), { code }, JSON.stringify(mount));
   }
-  await assert.rejects(containerSpec(input(fx, { mounts: [{ containerPath: '/x', hostPath: vol, readonly: true, recursiveReadOnly: true }] })), {
-    message: /runc 1\.1 has no "rro"/,
-  });
+  const rro = await containerSpec(input(fx, { mounts: [{ containerPath: '/x', hostPath: vol, readonly: true, recursiveReadOnly: true }] }));
+  assert.deepEqual(rro.spec.mounts.find((m) => m.destination === '/x')?.options, ['rbind', 'rprivate', 'ro', 'rro']);
 });
 
 test('masked and read-only paths: defaults, request overrides, none when privileged', async () => {

@@ -137,14 +137,11 @@ export async function planMounts(defaults: OciMount[], podFiles: Mount[], criMou
       if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
         throw mountError(`recursive read-only mount at ${m.containerPath} needs private propagation`, m);
       }
-      throw new BerthError(
-        'failed-precondition',
-        'ERR_SPEC_MOUNT_RRO_UNSUPPORTED',
-        `recursive read-only mounts are not supported by this runtime (runc 1.1 has no "rro"): mount at ${m.containerPath}`,
-        { context: { hostPath: m.hostPath, containerPath: m.containerPath } },
-      );
     }
     options.push(m.readonly ? 'ro' : 'rw');
+    // runc (1.1+, kernel 5.12+ mount_setattr) makes every submount read-only too; the handler's
+    // features report whether it can, and kubelet asks only then.
+    if (m.recursiveReadOnly) options.push('rro');
     out.push({ destination: m.containerPath, type: 'bind', source, options });
   }
   const plan: MountPlan = { mounts: out, notes };
