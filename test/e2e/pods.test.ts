@@ -46,7 +46,38 @@ export function testNetwork(tag: string) {
   };
 }
 
-function conflist(net: ReturnType<typeof testNetwork>, extra: object[] = []): string {
+type TestNetwork = ReturnType<typeof testNetwork>;
+
+/**
+ * Everything a describe block made, taken down even after a failure: the
+ * pods (so berthd's dir can go), berthd, the bridge, host-local's dir for the
+ * network, then `extra` (registry, temp dirs). Every step runs; the first
+ * error is thrown at the end.
+ */
+async function teardown(d: Berthd | undefined, net: TestNetwork, ...extra: Array<() => Promise<unknown> | undefined>): Promise<void> {
+  const errors: unknown[] = [];
+  const step = async (fn: () => Promise<unknown> | undefined): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(err);
+    }
+  };
+  if (d !== undefined) {
+    await step(async () => {
+      if (d.proc.exitCode !== null || d.proc.signalCode !== null) return;
+      const left = await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {});
+      for (const p of left.items) await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id });
+    });
+    await step(() => d.dispose());
+  }
+  await step(() => sh('ip', ['link', 'del', net.bridge]).catch(() => undefined));
+  await step(() => rm(join('/var/lib/cni/networks', net.name), { recursive: true, force: true }));
+  for (const fn of extra) await step(fn);
+  if (errors.length > 0) throw errors[0];
+}
+
+function conflist(net: TestNetwork, extra: object[] = []): string {
   return JSON.stringify({
     cniVersion: '1.0.0',
     name: net.name,
@@ -131,14 +162,7 @@ describe('pod sandboxes on a real berthd', () => {
     await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids: made });
   });
 
-  after(async () => {
-    if (d !== undefined) {
-      await removeAll().catch(() => undefined);
-      await d.dispose();
-    }
-    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
-    await registry?.stop();
-  });
+  after(() => teardown(d, net, () => registry?.stop()));
 
   test('Status lists the runtime handlers with their features', async () => {
     const st = await call<object, StatusResponse>(d.runtime, 'status', {});
@@ -386,14 +410,18 @@ describe('a RunPodSandbox that fails part-way leaves nothing behind', () => {
     }
   });
 
-  after(async () => {
-    await d?.dispose();
-    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
-    for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-      await rmdir(join('/sys/fs/cgroup', controller, cgroupParent)).catch(() => undefined);
-    }
-    await registry?.stop();
-  });
+  after(() =>
+    teardown(
+      d,
+      net,
+      async () => {
+        for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+          await rmdir(join('/sys/fs/cgroup', controller, cgroupParent)).catch(() => undefined);
+        }
+      },
+      () => registry?.stop(),
+    ),
+  );
 
   const runFails = async (config: PodSandboxConfig, pattern: RegExp) => {
     await assert.rejects(call(d.runtime, 'runPodSandbox', { config, runtimeHandler: '' }), (err: ServiceError) => {
@@ -445,15 +473,7 @@ describe('pods across a kill -9 of berthd', () => {
     }
   });
 
-  after(async () => {
-    if (d !== undefined) {
-      const left = await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {}).catch(() => ({ items: [] }));
-      for (const p of left.items) await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }).catch(() => undefined);
-      await d.dispose();
-    }
-    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
-    await registry?.stop();
-  });
+  after(() => teardown(d, net, () => registry?.stop()));
 
   test('running pods stay ready with their IPs, a pause that died meanwhile is NOTREADY, and stop/remove clean up afterwards', async () => {
     const ids: string[] = [];
@@ -516,16 +536,7 @@ describe('20 pods with containers across a kill -9 of berthd', () => {
     await call(d.images, 'pullImage', { image: { image: busyboxRef, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' } });
   });
 
-  after(async () => {
-    if (d !== undefined) {
-      // After a failure: take the pods down so the dir can go.
-      const left = await call<object, ListPodSandboxResponse>(d.runtime, 'listPodSandbox', {}).catch(() => ({ items: [] }));
-      for (const p of left.items) await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }).catch(() => undefined);
-      await d.dispose();
-    }
-    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
-    await registry?.stop();
-  });
+  after(() => teardown(d, net, () => registry?.stop()));
 
   test('every pod and container keeps its state, IP and exit code; containers keep logging; cleanup is complete', async () => {
     const logDir = join(d.dir, 'logs');
@@ -612,12 +623,14 @@ describe('a RunPodSandbox cut short by kill -9', () => {
     );
   });
 
-  after(async () => {
-    await d?.dispose();
-    await sh('ip', ['link', 'del', net.bridge]).catch(() => undefined);
-    await rm(binDir, { recursive: true, force: true });
-    await registry?.stop();
-  });
+  after(() =>
+    teardown(
+      d,
+      net,
+      () => rm(binDir, { recursive: true, force: true }),
+      () => registry?.stop(),
+    ),
+  );
 
   test('leaves remains that the next start removes (pause container, mounts, netns, IP, veth, dirs)', async () => {
     const extraArgs = ['--cni-bin-dir', `/usr/lib/cni,${binDir}`];
