@@ -398,12 +398,16 @@ export class SandboxService {
     } catch (err) {
       if (!isRuntimeNotFound(err)) throw err;
     }
-    if (rec.network !== undefined) {
-      await this.opts.network.teardown(rec.network);
-      this.store.patch(id, { network: undefined, ips: [] });
-    }
-    if (rec.netnsPath !== '') await this.opts.netns.remove(rec.netnsPath);
-    await unmountShm(rec.shmPath);
+    const network = async (): Promise<void> => {
+      if (rec.network !== undefined) {
+        await this.opts.network.teardown(rec.network);
+        this.store.patch(id, { network: undefined, ips: [] });
+      }
+      if (rec.netnsPath !== '') await this.opts.netns.remove(rec.netnsPath);
+    };
+    const [net, shm] = await Promise.allSettled([network(), unmountShm(rec.shmPath)]);
+    if (net.status === 'rejected') throw net.reason;
+    if (shm.status === 'rejected') throw shm.reason;
     if (this.store.get(id)?.state !== 'notready') this.emit(this.store.patch(id, { state: 'notready' }), ContainerEventType.CONTAINER_STOPPED_EVENT);
     this.log.info({ sandbox: id }, 'sandbox stopped');
   }
@@ -426,13 +430,14 @@ export class SandboxService {
         await Promise.all(containers.map((c) => ops.removeContainer(c.id)));
       }
       await this.opts.runtime.delete(id);
-      await unmount(rec.rootfs, { detach: true });
-      try {
-        await this.opts.snapshotter.remove(rec.snapshotKey);
-      } catch (err) {
-        if (!(isBerthError(err) && err.kind === 'not-found')) throw err;
-      }
-      await Promise.all([rm(rec.stateDir, { recursive: true, force: true }), rm(rec.dir, { recursive: true, force: true })]);
+      const rootfs = async (): Promise<void> => {
+        await unmount(rec.rootfs, { detach: true });
+        await this.opts.snapshotter.remove(rec.snapshotKey).catch((err: unknown) => {
+          if (!(isBerthError(err) && err.kind === 'not-found')) throw err;
+        });
+        await rm(rec.stateDir, { recursive: true, force: true });
+      };
+      await Promise.all([rootfs(), rm(rec.dir, { recursive: true, force: true })]);
       const last = this.store.get(id);
       this.store.delete(id);
       this.lastStats.delete(id);
