@@ -658,3 +658,50 @@ describe('a RunPodSandbox cut short by kill -9', () => {
     assert.deepEqual(await readdir(join(d.root, 'cri.service', 'sandboxes')), []);
   });
 });
+
+describe('the pod CIDR from UpdateRuntimeConfig', () => {
+  let registry: RegistryHandle;
+  let d: Berthd;
+  const net = testNetwork('cidr');
+
+  before(async () => {
+    registry = await startRegistry();
+    await pushImage(registry, 'e2e/pause', 'latest', await pauseImage());
+    d = await startBerthd({ configToml: `[plugins."cri.service"]\nsandbox_image = "${registry.host}/e2e/pause:latest"\n` });
+    // host-local has no range of its own: it can only take the one the ipRanges capability brings.
+    await writeFile(
+      join(d.confDir, '10-cidr.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: net.name,
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: net.bridge,
+            isGateway: true,
+            ipMasq: false,
+            capabilities: { ipRanges: true },
+            ipam: { type: 'host-local' },
+          },
+        ],
+      }),
+    );
+    await waitFor('CNI to load the network', async () => {
+      const st = await call<object, StatusResponse>(d.runtime, 'status', {});
+      return st.status?.conditions.find((c) => c.type === 'NetworkReady')?.status ? true : undefined;
+    }, 10_000);
+  });
+
+  after(() => teardown(d, net, () => registry?.stop()));
+
+  test('is the ipRanges capability the pod gets its IP from', async () => {
+    await call(d.runtime, 'updateRuntimeConfig', { runtimeConfig: { networkConfig: { podCidr: net.subnet } } });
+    const { podSandboxId } = await call<object, RunPodSandboxResponse>(d.runtime, 'runPodSandbox', { config: podConfig(), runtimeHandler: '' });
+    const st = await call<object, PodSandboxStatusResponse>(d.runtime, 'podSandboxStatus', { podSandboxId, verbose: true });
+    assert.ok(st.status?.network?.ip.startsWith(net.prefix), `pod IP ${st.status?.network?.ip} from the pod CIDR ${net.subnet}`);
+    const info = JSON.parse(st.info['info']!) as { cniResult: Record<string, unknown> };
+    assert.ok(info.cniResult['eth0']);
+    await call(d.runtime, 'removePodSandbox', { podSandboxId });
+    await assertNoLeaks({ dir: d.dir, bridge: net.bridge, network: net.name, ids: [podSandboxId] });
+  });
+});
