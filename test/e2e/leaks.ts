@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -72,15 +72,16 @@ async function iptablesLines(network: string): Promise<string[]> {
   return out;
 }
 
+/** Containers in every runc root of runtime.oci (one per handler: <state>/runtime.oci/<handler>). */
 async function runcContainers(state: string): Promise<string[]> {
-  const root = join(state, 'runtime.oci', 'runc');
-  try {
-    await stat(root);
-  } catch {
-    return [];
+  const base = join(state, 'runtime.oci');
+  const handlers = (await readdir(base, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory() && !e.name.startsWith('_'));
+  const out: string[] = [];
+  for (const h of handlers) {
+    const { stdout } = await run('runc', ['--root', join(base, h.name), 'list', '-q']);
+    out.push(...stdout.split('\n').filter((l) => l.trim() !== '').map((id) => `${id} (${h.name})`));
   }
-  const { stdout } = await run('runc', ['--root', root, 'list', '-q']);
-  return stdout.split('\n').filter((l) => l.trim() !== '');
+  return out;
 }
 
 async function conmons(dir: string): Promise<string[]> {

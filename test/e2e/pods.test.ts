@@ -147,7 +147,17 @@ describe('pod sandboxes on a real berthd', () => {
     await pushImage(registry, 'e2e/busybox', 'latest', await busyboxImage());
     busyboxRef = `${registry.host}/e2e/busybox:latest`;
     assert.ok(pushed.digest);
-    d = await startBerthd({ configToml: `[plugins."cri.service"]\nsandbox_image = "${pauseRef}"\n` });
+    // A second handler: runc again, with its own root.
+    d = await startBerthd({
+      configToml: [
+        '[plugins."cri.service"]',
+        `sandbox_image = "${pauseRef}"`,
+        '[plugins."runtime.oci".runtimes.runc]',
+        '[plugins."runtime.oci".runtimes.runc2]',
+        'options = { note = "second handler" }',
+        '',
+      ].join('\n'),
+    });
     await writeFile(join(d.confDir, '10-test.conflist'), conflist(net));
     // The conf dir is watched: wait until the network is loaded.
     for (let i = 0; i < 100; i++) {
@@ -168,7 +178,7 @@ describe('pod sandboxes on a real berthd', () => {
     const st = await call<object, StatusResponse>(d.runtime, 'status', {});
     assert.deepEqual(
       st.runtimeHandlers.map((h) => h.name),
-      ['', 'runc'],
+      ['', 'runc', 'runc2'],
     );
     assert.equal(typeof st.runtimeHandlers[0]?.features?.recursiveReadOnlyMounts, 'boolean');
   });
@@ -249,6 +259,16 @@ describe('pod sandboxes on a real berthd', () => {
     await assert.rejects(call(d.runtime, 'runPodSandbox', { config: podConfig(), runtimeHandler: 'nope' }), grpcCode(GrpcStatus.INVALID_ARGUMENT, /runc/));
     await assert.rejects(call(d.runtime, 'runPodSandbox', { config: { ...podConfig(), metadata: undefined }, runtimeHandler: '' }), grpcCode(GrpcStatus.INVALID_ARGUMENT));
     assert.equal((await list()).length, 1);
+  });
+
+  test('a pod runs under the handler it names, in that handler\'s runc root', async () => {
+    const id = await run(podConfig(), 'runc2');
+    assert.equal((await podStatus(id)).status?.runtimeHandler, 'runc2');
+    assert.equal((await list()).find((p) => p.id === id)?.runtimeHandler, 'runc2');
+    const listed = async (handler: string) => (await sh('runc', ['--root', join(d.state, 'runtime.oci', handler), 'list', '-q'])).stdout.split('\n');
+    assert.ok((await listed('runc2')).includes(id), 'pause container in the runc2 root');
+    assert.ok(!(await listed('runc')).includes(id), 'not in the default root');
+    await stop(id);
   });
 
   test('two pods on the bridge reach each other by IP', async () => {
