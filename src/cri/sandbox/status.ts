@@ -1,5 +1,6 @@
 /** CRI views of a sandbox record (answered from memory). */
 import {
+  NamespaceOption,
   PodSandboxConfig,
   PodSandboxState,
   type PodSandbox,
@@ -39,7 +40,8 @@ export function toCriStatus(r: SandboxRecord): PodSandboxStatus {
     createdAt: r.createdAt,
     // Always set (empty for host network, as containerd): kubelet logs a complaint when it is missing.
     network: { ip: ip ?? '', additionalIps: additional.map((a) => ({ ip: a })) },
-    linux: { namespaces: { options: r.config.linux?.securityContext?.namespaceOptions } },
+    // No options in the config means POD for every namespace (what the sandbox was made with): say so.
+    linux: { namespaces: { options: r.config.linux?.securityContext?.namespaceOptions ?? NamespaceOption.fromPartial({}) } },
     labels: r.config.labels,
     annotations: r.config.annotations,
     runtimeHandler: r.runtimeHandler,
