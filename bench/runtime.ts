@@ -16,7 +16,8 @@
  * (127.0.0.1:5000 with ../shared/conformance/containerd.sh).
  */
 import { execFileSync } from 'node:child_process';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -60,12 +61,14 @@ interface Result {
 }
 
 let seq = 0;
+/** Where pods' container logs go; removed when the benchmark ends. */
+let logRoot = tmpdir();
 function podConfig(): PodSandboxConfig {
   const name = `bench-${process.pid}-${++seq}`;
   return PodSandboxConfig.fromPartial({
     metadata: { name, namespace: 'bench', uid: `uid-${name}`, attempt: 0 },
     hostname: name,
-    logDirectory: `/tmp/berth-bench-logs/${name}`,
+    logDirectory: join(logRoot, name),
     linux: { cgroupParent: '', securityContext: { namespaceOptions: { network: 0, pid: 1, ipc: 0 } } },
   });
 }
@@ -168,6 +171,7 @@ function line(name: string, berth: number[], other?: number[], target?: number):
 }
 
 async function main(): Promise<void> {
+  logRoot = await mkdtemp(join(tmpdir(), 'berth-bench-logs-'));
   const own = values.registry === undefined ? await startRegistry() : undefined;
   const registry: RegistryEndpoint = own ?? { host: values.registry as string, url: `http://${values.registry as string}` };
   await pushImage(registry, 'bench/pause', 'latest', await pauseImage());
@@ -216,6 +220,7 @@ async function main(): Promise<void> {
       // not created, or already gone
     }
     await own?.stop();
+    await rm(logRoot, { recursive: true, force: true });
   }
 }
 
