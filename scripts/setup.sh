@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="runc conmon containernetworking-plugins iproute2 iptables protobuf-compiler docker-registry busybox-static openssl python3 util-linux mount attr"
+APT_PACKAGES="runc conmon containernetworking-plugins iproute2 iptables protobuf-compiler docker-registry busybox-static openssl python3 util-linux mount attr skopeo umoci curl tar"
 
 missing=""
 for p in $APT_PACKAGES; do

@@ -182,6 +182,12 @@ describe('berthd lifecycle', () => {
     }
   });
 
+  test('deploy/berth.toml is exactly the default config', async () => {
+    const res = await runBerthd(['config', 'default']);
+    const shipped = readFileSync(new URL('../../../deploy/berth.toml', import.meta.url), 'utf8');
+    assert.equal(shipped, res.stdout, 'regenerate with: npx berthd config default > deploy/berth.toml');
+  });
+
   test('--help and --version', async () => {
     const help = await runBerthd(['--help']);
     assert.equal(help.code, 0);
