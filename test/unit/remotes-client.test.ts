@@ -11,24 +11,13 @@ import { after, before, describe, test } from 'node:test';
 import { buildImage, buildIndex, file, pushImage, sha256, type Image, type ImageIndex } from '../fixtures/oci-image.js';
 import { pseudoRandomBytes } from '../fixtures/images.js';
 import { startRegistry, type RegistryHandle } from '../fixtures/registry.js';
-import { isBerthError, type BerthError } from '../../src/core/errors.js';
 import {
   MediaType,
-  RegistryClient,
   RegistryHosts,
   parseIndex,
   platformMatcher,
-  type RegistryClientOptions,
 } from '../../src/core/remotes/index.js';
-import { readAll, startFaultyProxy, startSilentServer, writeHostsToml } from './remotes-helpers.js';
-
-function berthError(check: (e: BerthError) => void): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(isBerthError(err), `not a BerthError: ${String(err)}`);
-    check(err);
-    return true;
-  };
-}
+import { berthError, readAll, registryClients, startFaultyProxy, startSilentServer, writeHostsToml } from './remotes-helpers.js';
 
 let tmp: string;
 let reg: RegistryHandle;
@@ -36,13 +25,8 @@ let single: Image;
 let index: ImageIndex;
 let dockerList: ImageIndex;
 let big: Image;
-const clients: RegistryClient[] = [];
-
-function client(o: RegistryClientOptions = {}): RegistryClient {
-  const c = new RegistryClient({ backoffMs: 10, ...o });
-  clients.push(c);
-  return c;
-}
+const clients = registryClients();
+const client = clients.client;
 
 before(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'berth-remotes-client-'));
@@ -66,7 +50,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of clients) await c.close();
+  await clients.closeAll();
   await reg?.stop();
   await rm(tmp, { recursive: true, force: true });
 });

@@ -2,6 +2,7 @@
 // way networks do (503s, a connection cut mid-blob), a server that accepts and never answers, and hosts.toml
 // directories. Every server listens on 127.0.0.1 only and is closed by its stop().
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
@@ -9,6 +10,8 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { isBerthError, type BerthError } from '../../src/core/errors.js';
+import { RegistryClient, type RegistryClientOptions } from '../../src/core/remotes/index.js';
 
 export interface Stoppable {
   host: string;
@@ -163,6 +166,31 @@ export async function writeHostsToml(root: string, host: string, text: string): 
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'hosts.toml'), text);
   return dir;
+}
+
+/** An assert.rejects/throws matcher: the error is a BerthError and passes `check`. */
+export function berthError(check: (e: BerthError) => void): (err: unknown) => boolean {
+  return (err: unknown) => {
+    assert.ok(isBerthError(err), `not a BerthError: ${String(err)}`);
+    check(err);
+    return true;
+  };
+}
+
+/** Registry clients for one test file: `client()` makes one with a short retry backoff, `closeAll()`
+ * (in after()) closes every one made. */
+export function registryClients(): { client(o?: RegistryClientOptions): RegistryClient; closeAll(): Promise<void> } {
+  const made: RegistryClient[] = [];
+  return {
+    client(o: RegistryClientOptions = {}): RegistryClient {
+      const c = new RegistryClient({ backoffMs: 10, ...o });
+      made.push(c);
+      return c;
+    },
+    async closeAll(): Promise<void> {
+      for (const c of made) await c.close();
+    },
+  };
 }
 
 /** All bytes of a stream. */

@@ -10,32 +10,18 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildImage, file, pushImage, type Image } from '../fixtures/oci-image.js';
 import { startRegistry, type RegistryHandle } from '../fixtures/registry.js';
-import { isBerthError, type BerthError } from '../../src/core/errors.js';
-import { RegistryClient, RegistryHosts, type AuthConfig, type RegistryClientOptions } from '../../src/core/remotes/index.js';
-import { makePki, readAll, startCustomRegistry, writeHostsToml, type Pki, type Stoppable } from './remotes-helpers.js';
+import { RegistryHosts, type AuthConfig } from '../../src/core/remotes/index.js';
+import { berthError, makePki, readAll, registryClients, startCustomRegistry, writeHostsToml, type Pki, type Stoppable } from './remotes-helpers.js';
 
 const USER = 'berth';
 const PASSWORD = 'correct horse:battery';
-
-function berthError(check: (e: BerthError) => void): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(isBerthError(err), `not a BerthError: ${String(err)}`);
-    check(err);
-    return true;
-  };
-}
 
 let tmp: string;
 let reg: RegistryHandle;
 let img: Image;
 let ref: string;
-const clients: RegistryClient[] = [];
-
-function client(o: RegistryClientOptions = {}): RegistryClient {
-  const c = new RegistryClient({ backoffMs: 10, ...o });
-  clients.push(c);
-  return c;
-}
+const clients = registryClients();
+const client = clients.client;
 
 /** A hosts dir for the registry with `text` as hosts.toml and the CA copied in as ca.crt. */
 async function hostsDir(name: string, text: string): Promise<RegistryHosts> {
@@ -54,7 +40,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of clients) await c.close();
+  await clients.closeAll();
   await reg?.stop();
   await rm(tmp, { recursive: true, force: true });
 });

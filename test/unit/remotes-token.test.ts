@@ -10,33 +10,18 @@ import path from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { buildImage, file, pushImage, type Image } from '../fixtures/oci-image.js';
 import { startRegistry, type RegistryHandle } from '../fixtures/registry.js';
-import { isBerthError, type BerthError } from '../../src/core/errors.js';
-import { RegistryClient, type RegistryClientOptions } from '../../src/core/remotes/index.js';
-import { makePki, readAll, startCustomRegistry, startTokenServer, type Stoppable, type TokenServer } from './remotes-helpers.js';
+import { berthError, makePki, readAll, registryClients, startCustomRegistry, startTokenServer, type Stoppable, type TokenServer } from './remotes-helpers.js';
 
 const SERVICE = 'berth-test-registry';
 const ISSUER = 'berth-test-issuer';
-
-function berthError(check: (e: BerthError) => void): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(isBerthError(err), `not a BerthError: ${String(err)}`);
-    check(err);
-    return true;
-  };
-}
 
 let tmp: string;
 let source: RegistryHandle;
 let tokens: TokenServer;
 let reg: Stoppable;
 let img: Image;
-const clients: RegistryClient[] = [];
-
-function client(o: RegistryClientOptions = {}): RegistryClient {
-  const c = new RegistryClient({ backoffMs: 10, ...o });
-  clients.push(c);
-  return c;
-}
+const clients = registryClients();
+const client = clients.client;
 
 before(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'berth-remotes-token-'));
@@ -66,7 +51,7 @@ beforeEach(() => {
 });
 
 after(async () => {
-  for (const c of clients) await c.close();
+  await clients.closeAll();
   await reg?.stop();
   await tokens?.stop();
   await source?.stop();
