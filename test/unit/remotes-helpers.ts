@@ -3,13 +3,14 @@
 // directories. Every server listens on 127.0.0.1 only and is closed by its stop().
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { freePort, openssl, registryConfigYaml } from '../fixtures/registry.js';
 import { isBerthError, type BerthError } from '../../src/core/errors.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/core/remotes/index.js';
 
@@ -216,11 +217,6 @@ export interface Pki {
   tokenKey: string;
 }
 
-function openssl(args: string[], cwd: string): void {
-  const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.error?.message ?? r.stderr}`);
-}
-
 /** A P-256 CA with a server cert (127.0.0.1, localhost), a client cert and a token-signing cert. */
 export async function makePki(dir: string): Promise<Pki> {
   await mkdir(dir, { recursive: true });
@@ -254,43 +250,19 @@ process.on('exit', () => {
   for (const c of liveRegistries) c.kill('SIGKILL');
 });
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const host = await listen(s);
-  await new Promise((r) => s.close(r));
-  return Number(host.split(':')[1]);
-}
-
 /** Starts docker-registry on 127.0.0.1 over `storage` and waits until /v2/ answers. */
 export async function startCustomRegistry(o: CustomRegistryOptions): Promise<Stoppable> {
-  const q = (s: string) => JSON.stringify(s);
   const port = await freePort();
-  const lines = [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${q(o.storage)}`,
-    '  maintenance:',
-    '    uploadpurging:',
-    '      enabled: false',
-    'http:',
-    `  addr: ${q(`127.0.0.1:${port}`)}`,
-  ];
-  if (o.tls) {
-    lines.push('  tls:', `    certificate: ${q(o.tls.cert)}`, `    key: ${q(o.tls.key)}`);
-    if (o.tls.clientCa) lines.push('    clientcas:', `      - ${q(o.tls.clientCa)}`);
-  }
-  if (o.token) {
-    lines.push('auth:', '  token:', `    realm: ${q(o.token.realm)}`, `    service: ${q(o.token.service)}`, `    issuer: ${q(o.token.issuer)}`, `    rootcertbundle: ${q(o.token.rootCertBundle)}`);
-  }
-  await mkdir(o.dir, { recursive: true });
   const config = path.join(o.dir, 'config.yml');
   const log = path.join(o.dir, 'registry.log');
-  await writeFile(config, lines.join('\n') + '\n');
+  const yaml = registryConfigYaml({
+    port,
+    storage: o.storage,
+    ...(o.tls ? { tls: { certFile: o.tls.cert, keyFile: o.tls.key, ...(o.tls.clientCa ? { clientCaFile: o.tls.clientCa } : {}) } } : {}),
+    ...(o.token ? { token: o.token } : {}),
+  });
+  await mkdir(o.dir, { recursive: true });
+  await writeFile(config, yaml);
   const out = await open(log, 'a');
   const child = spawn('docker-registry', ['serve', config], {
     stdio: ['ignore', out.fd, out.fd],
