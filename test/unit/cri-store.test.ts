@@ -1,35 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
-import { BerthError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import { SqliteMetadata } from '../../src/core/metadata/index.js';
 import { openCriStores, sandboxName, containerName, newId, type ContainerRecord, type SandboxRecord } from '../../src/cri/store/index.js';
 import { ContainerConfig, PodSandboxConfig } from '../../src/generated/api.js';
+import { closeTempMetadata, isBerth, openTempMetadata } from './metadata-helpers.js';
 
 const log = createLogger('silent');
 let dir: string;
 let meta: SqliteMetadata;
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'berth-cri-store-'));
-  meta = new SqliteMetadata(join(dir, 'meta.db'), log);
-});
-afterEach(async () => {
-  meta.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-function isBerth(kind: string, code: string) {
-  return (err: unknown) => {
-    assert.ok(err instanceof BerthError, String(err));
-    assert.equal(err.kind, kind, err.message);
-    assert.equal(err.code, code);
-    return true;
-  };
-}
+beforeEach(async () => ({ dir, meta } = await openTempMetadata('berth-cri-store-')));
+afterEach(() => closeTempMetadata(dir, meta));
 
 function sandbox(id: string, name: string, labels: Record<string, string> = {}): SandboxRecord {
   const config = PodSandboxConfig.fromPartial({

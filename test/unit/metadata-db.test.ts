@@ -8,17 +8,9 @@ import { BerthError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import { MetadataDB, metadataConfigSchema, metadataSqliteRegistration, SqliteMetadata, type Migration } from '../../src/core/metadata/index.js';
 import type { InitContext, PluginMeta } from '../../src/core/plugin/types.js';
+import { isBerth } from './metadata-helpers.js';
 
 const log = createLogger('silent');
-
-function isBerth(kind: string, code: string): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(err instanceof BerthError, `expected BerthError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.equal(err.kind, kind);
-    return true;
-  };
-}
 
 let dir: string;
 let meta: MetadataDB;

@@ -1,39 +1,21 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, test } from 'node:test';
-import { BerthError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import { SqliteMetadata, type ImageInput } from '../../src/core/metadata/index.js';
+import { closeTempMetadata, isBerth, openTempMetadata } from './metadata-helpers.js';
 
 const log = createLogger('silent');
 const INDEX = 'application/vnd.oci.image.index.v1+json';
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const d = (c: string): string => `sha256:${c.repeat(64)}`;
 
-function isBerth(kind: string, code: string): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(err instanceof BerthError, `expected BerthError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.equal(err.kind, kind);
-    return true;
-  };
-}
-
 let dir: string;
 let meta: SqliteMetadata;
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'berth-images-'));
-  meta = new SqliteMetadata(join(dir, 'meta.db'), log);
-});
-
-afterEach(async () => {
-  meta.close();
-  await rm(dir, { recursive: true, force: true });
-});
+beforeEach(async () => ({ dir, meta } = await openTempMetadata('berth-images-')));
+afterEach(() => closeTempMetadata(dir, meta));
 
 const busybox: ImageInput = {
   name: 'docker.io/library/busybox:latest',

@@ -1,35 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
-import { BerthError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import { SqliteMetadata, type LeaseResource } from '../../src/core/metadata/index.js';
+import { closeTempMetadata, isBerth, openTempMetadata } from './metadata-helpers.js';
 
 const log = createLogger('silent');
-
-function isBerth(kind: string, code: string): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(err instanceof BerthError, `expected BerthError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.equal(err.kind, kind);
-    return true;
-  };
-}
 
 let dir: string;
 let meta: SqliteMetadata;
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'berth-leases-'));
-  meta = new SqliteMetadata(join(dir, 'meta.db'), log);
-});
-
-afterEach(async () => {
-  meta.close();
-  await rm(dir, { recursive: true, force: true });
-});
+beforeEach(async () => ({ dir, meta } = await openTempMetadata('berth-leases-')));
+afterEach(() => closeTempMetadata(dir, meta));
 
 const blobA: LeaseResource = { type: 'content', id: `sha256:${'a'.repeat(64)}` };
 const blobB: LeaseResource = { type: 'content', id: `sha256:${'b'.repeat(64)}` };
