@@ -1,36 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalContentStore } from '../../src/core/content/index.js';
 import { createLogger } from '../../src/core/log.js';
-
-const child = join(dirname(fileURLToPath(import.meta.url)), 'content-crash-child.js');
-
-/** Starts the child, waits until it is writing, lets it run `ms` more and SIGKILLs it. */
-async function runAndKill(root: string, ms: number): Promise<void> {
-  const proc = spawn(process.execPath, [child, root], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => proc.on('exit', (code, signal) => resolve(signal ?? code)));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      proc.stdout.on('data', (d: Buffer) => {
-        if (d.toString().includes('ready')) resolve();
-      });
-      proc.on('exit', () => reject(new Error(`child exited early: ${stderr}`)));
-    });
-    await sleep(ms);
-  } finally {
-    proc.kill('SIGKILL');
-  }
-  assert.equal(await exited, 'SIGKILL');
-}
+import { runAndKill } from './crash-helpers.js';
 
 test('kill -9 during ensure never leaves a partial blob, and init cleans the ingest', async () => {
   const root = await mkdtemp(join(tmpdir(), 'berth-content-crash-'));
@@ -38,7 +14,7 @@ test('kill -9 during ensure never leaves a partial blob, and init cleans the ing
   try {
     let killsMidIngest = 0;
     for (let round = 0; round < 6; round++) {
-      await runAndKill(root, Math.floor(Math.random() * 250));
+      await runAndKill('content-crash-child.js', [root], 'ready', Math.floor(Math.random() * 250));
       // Every visible blob must be whole: its bytes hash to its name.
       const blobDir = join(root, 'blobs', 'sha256');
       for (const name of await readdir(blobDir)) {

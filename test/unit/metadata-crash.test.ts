@@ -1,38 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { createLogger } from '../../src/core/log.js';
 import { SqliteMetadata } from '../../src/core/metadata/index.js';
-
-const child = join(dirname(fileURLToPath(import.meta.url)), 'metadata-crash-child.js');
+import { runAndKill } from './crash-helpers.js';
 
 /** Runs the child until it has committed, lets it run `ms` more, SIGKILLs it; returns the last generation it reported. */
-async function runAndKill(dbPath: string, ms: number): Promise<number> {
-  const proc = spawn(process.execPath, [child, dbPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => proc.on('exit', (code, signal) => resolve(signal ?? code)));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      proc.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        if (stdout.includes('committed')) resolve();
-      });
-      proc.on('exit', () => reject(new Error(`child exited early: ${stderr}`)));
-    });
-    await sleep(ms);
-  } finally {
-    proc.kill('SIGKILL');
-  }
-  assert.equal(await exited, 'SIGKILL');
+async function lastGenerationBeforeKill(dbPath: string, ms: number): Promise<number> {
+  const stdout = await runAndKill('metadata-crash-child.js', [dbPath], 'committed', ms);
   const gens = [...stdout.matchAll(/committed (\d+)\n/g)].map((m) => Number(m[1]));
   return gens.at(-1) ?? 0;
 }
@@ -52,7 +31,7 @@ test('SIGKILL while writing images leaves a sound database with whole records', 
   try {
     let previous = 0;
     for (let round = 0; round < 6; round++) {
-      const reported = await runAndKill(dbPath, 20 + Math.floor(Math.random() * 200));
+      const reported = await lastGenerationBeforeKill(dbPath, 20 + Math.floor(Math.random() * 200));
 
       // Raw look first, before our own open code touches the file.
       const raw = new DatabaseSync(dbPath);

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { isBerthError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import { MetadataDB } from '../../src/core/metadata/index.js';
@@ -21,6 +18,7 @@ import {
   unmountAll,
   type Mount,
 } from '../../src/core/snapshotter/index.js';
+import { runAndKill } from './crash-helpers.js';
 
 const log = createLogger('silent');
 
@@ -320,7 +318,6 @@ describe('plugin init', () => {
 });
 
 describe('kill -9', () => {
-  const child = join(dirname(fileURLToPath(import.meta.url)), 'snapshotter-crash-child.js');
   let dir: string;
 
   before(async () => {
@@ -331,32 +328,13 @@ describe('kill -9', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function runAndKill(root: string, dbPath: string, ms: number): Promise<void> {
-    const proc = spawn(process.execPath, [child, root, dbPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => proc.on('exit', (c, signal) => resolve(signal ?? c)));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        proc.stdout.on('data', (d: Buffer) => {
-          if (d.toString().includes('ready')) resolve();
-        });
-        proc.on('exit', () => reject(new Error(`child exited early: ${stderr}`)));
-      });
-      await sleep(ms);
-    } finally {
-      proc.kill('SIGKILL');
-    }
-    assert.equal(await exited, 'SIGKILL', stderr);
-  }
-
   test('a killed snapshotter leaves records and dirs that agree after init', async (t) => {
     const root = join(dir, 'root');
     await mkdir(root);
     const dbPath = join(dir, 'meta.db');
     let strayDirs = 0;
     for (let round = 0; round < 8; round++) {
-      await runAndKill(root, dbPath, Math.floor(Math.random() * 300));
+      await runAndKill('snapshotter-crash-child.js', [root, dbPath], 'ready', Math.floor(Math.random() * 300));
       const db = new MetadataDB(dbPath, log, { synchronous: 'NORMAL', busyTimeoutMs: 1000 });
       try {
         const ids = new Set((db.db.prepare('SELECT id FROM snapshots').all() as { id: number }[]).map((r) => String(r.id)));
