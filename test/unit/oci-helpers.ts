@@ -3,6 +3,8 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, symlink } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isBerthError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import { ConmonMonitor, type RuntimeHandler } from '../../src/core/runtime/oci/index.js';
 
@@ -119,6 +121,22 @@ export async function processesMentioning(text: string): Promise<{ pid: number; 
     }
   }
   return out;
+}
+
+/** The BerthError code of `err`, or its text: for asserting on rejections. */
+export function code(err: unknown): string {
+  return isBerthError(err) ? err.code : String(err);
+}
+
+/** Polls `fn` every 20 ms until it gives something other than undefined/false; fails after `ms`. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
 }
 
 /** Parses a CRI log file into records. */

@@ -7,21 +7,7 @@ import { join } from 'node:path';
 import { ConmonMonitor, Runc, splitCriLog } from '../../src/core/runtime/oci/index.js';
 import { DirWatch } from '../../src/core/runtime/oci/exit-watch.js';
 import { processStartTime } from '../../src/core/runtime/oci/proc.js';
-import { CONMON, log, ociFixture, parseCriLog, processesMentioning, RFC3339_NANO, type OciFixture } from './oci-helpers.js';
-
-function code(err: unknown): string {
-  return isBerthError(err) ? err.code : String(err);
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { code, CONMON, log, ociFixture, type OciFixture, parseCriLog, processesMentioning, RFC3339_NANO, waitFor } from './oci-helpers.js';
 
 test('splitCriLog rebuilds both streams byte for byte and caps each', () => {
   const log = Buffer.from(

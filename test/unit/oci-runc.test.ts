@@ -4,11 +4,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBerthError } from '../../src/core/errors.js';
 import { Runc, runcMessage } from '../../src/core/runtime/oci/index.js';
-import { ociFixture, processesMentioning, RUNC, type OciFixture } from './oci-helpers.js';
-
-function code(err: unknown): string {
-  return isBerthError(err) ? err.code : String(err);
-}
+import { code, ociFixture, type OciFixture, processesMentioning, RUNC } from './oci-helpers.js';
 
 test('runcMessage takes the last stderr line, without logrus decoration', () => {
   assert.equal(runcMessage('container does not exist\n'), 'container does not exist');

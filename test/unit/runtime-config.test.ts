@@ -3,17 +3,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isBerthError } from '../../src/core/errors.js';
 import { eventsExchangeRegistration, EventExchange } from '../../src/core/events/index.js';
 import { PluginRegistry } from '../../src/core/plugin/index.js';
 import { applyBaseSpec, loadBaseSpec, OciRuntime, runtimeConfigSchema, runtimeOciRegistration } from '../../src/core/runtime/index.js';
 import type { OciSpec } from '../../src/core/runtime/spec/index.js';
-import { CONMON, log, processesMentioning, RUNC } from './oci-helpers.js';
+import { code, CONMON, log, processesMentioning, RUNC } from './oci-helpers.js';
 import { runtimeWorld, type RuntimeWorld } from './runtime-helpers.js';
-
-function code(err: unknown): string {
-  return isBerthError(err) ? err.code : String(err);
-}
 
 const spec = (s: object): OciSpec => s as OciSpec;
 

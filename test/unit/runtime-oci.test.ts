@@ -9,22 +9,8 @@ import type { TaskExitEvent } from '../../src/core/events/index.js';
 import { OciRuntime, UNKNOWN_EXIT_CODE } from '../../src/core/runtime/index.js';
 import { Runc } from '../../src/core/runtime/oci/index.js';
 import { processStartTime } from '../../src/core/runtime/oci/proc.js';
-import { parseCriLog, processesMentioning, RUNC } from './oci-helpers.js';
+import { code, parseCriLog, processesMentioning, RUNC, waitFor } from './oci-helpers.js';
 import { runtimeWorld, type RuntimeWorld } from './runtime-helpers.js';
-
-function code(err: unknown): string {
-  return isBerthError(err) ? err.code : String(err);
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('runtime.oci with runc + conmon', () => {
   let w: RuntimeWorld;
