@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { parseNetworkConfig, type CniNetwork } from '../../src/cni/conf-loader.js';
+import type { CniNetwork } from '../../src/cni/conf-loader.js';
 import {
   addNetworkList,
   buildExecConfig,
@@ -18,20 +18,10 @@ import {
 } from '../../src/cni/invoke.js';
 import { loopbackNetwork } from '../../src/cni/loopback.js';
 import { BerthError } from '../../src/core/errors.js';
+import { network, rand, SYSTEM_BIN } from './cni-helpers.js';
 
 const run = promisify(execFile);
-const SYSTEM_BIN = '/usr/lib/cni';
 const log = pino({ level: 'silent' });
-
-function network(conf: Record<string, unknown>): CniNetwork {
-  const outcome = parseNetworkConfig(Buffer.from(JSON.stringify(conf)), 'list');
-  if (!outcome.ok) throw new Error(outcome.reason);
-  return outcome.network;
-}
-
-function rand(bytes: number): string {
-  return randomBytes(bytes).toString('hex');
-}
 
 async function linkExists(name: string, netns?: string): Promise<boolean> {
   try {

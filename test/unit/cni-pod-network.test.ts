@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { parseNetworkConfig, type CniNetwork } from '../../src/cni/conf-loader.js';
+import type { CniNetwork } from '../../src/cni/conf-loader.js';
 import type { CniExecOptions } from '../../src/cni/invoke.js';
 import { loopbackNetwork } from '../../src/cni/loopback.js';
 import { NetnsManager } from '../../src/cni/netns.js';
@@ -25,21 +25,11 @@ import {
 } from '../../src/cni/pod-network.js';
 import { BerthError } from '../../src/core/errors.js';
 import { listMountPoints } from '../../src/core/mountinfo.js';
+import { network, rand, SYSTEM_BIN } from './cni-helpers.js';
 
 const run = promisify(execFile);
-const SYSTEM_BIN = '/usr/lib/cni';
 const log = pino({ level: 'silent' });
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
-
-function rand(bytes: number): string {
-  return randomBytes(bytes).toString('hex');
-}
-
-function network(conf: Record<string, unknown>): CniNetwork {
-  const outcome = parseNetworkConfig(Buffer.from(JSON.stringify(conf)), 'list');
-  if (!outcome.ok) throw new Error(outcome.reason);
-  return outcome.network;
-}
 
 /** What CniNetworkManager gives PodNetwork: loopback, then the networks as eth0, eth1... */
 function source(networks: readonly CniNetwork[], binDirs: readonly string[] = [SYSTEM_BIN]): PodNetworkSource {
