@@ -1,19 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { LocalContentStore } from '../../src/core/content/index.js';
 import { BerthError } from '../../src/core/errors.js';
-import { createLogger } from '../../src/core/log.js';
-
-const log = createLogger('silent');
-
-function digestOf(data: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
+import { sha256 as digestOf } from '../fixtures/oci-image.js';
+import { closeTempContentStore, openTempContentStore } from './content-helpers.js';
 
 function blob(size: number, seed = 1): Buffer {
   const buf = Buffer.alloc(size);
@@ -55,15 +46,8 @@ async function until(cond: () => boolean): Promise<void> {
 let root: string;
 let store: LocalContentStore;
 
-beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-follow-'));
-  store = await LocalContentStore.open(root, log);
-});
-
-afterEach(async () => {
-  await store.close();
-  await rm(root, { recursive: true, force: true });
-});
+beforeEach(async () => ({ root, store } = await openTempContentStore('berth-follow-')));
+afterEach(() => closeTempContentStore(root, store));
 
 describe('content store follow', () => {
   test('a follower started before the download sees every byte, and ends only once the blob is committed', async () => {

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, stat, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,12 +8,10 @@ import { contentLocalRegistration, LocalContentStore, type ContentSource } from 
 import { BerthError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/log.js';
 import type { InitContext, PluginMeta } from '../../src/core/plugin/types.js';
+import { sha256 as digestOf } from '../fixtures/oci-image.js';
+import { closeTempContentStore, openTempContentStore } from './content-helpers.js';
 
 const log = createLogger('silent');
-
-function digestOf(data: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
 
 function blob(size: number, seed = 1): Buffer {
   const buf = Buffer.alloc(size);
@@ -48,15 +44,8 @@ function isBerth(kind: string, code: string): (err: unknown) => boolean {
 let root: string;
 let store: LocalContentStore;
 
-beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-content-'));
-  store = await LocalContentStore.open(root, log);
-});
-
-afterEach(async () => {
-  await store.close();
-  await rm(root, { recursive: true, force: true });
-});
+beforeEach(async () => ({ root, store } = await openTempContentStore('berth-content-')));
+afterEach(() => closeTempContentStore(root, store));
 
 async function ingestEntries(): Promise<string[]> {
   return readdir(join(root, 'ingest'));

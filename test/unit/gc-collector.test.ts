@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,13 +9,9 @@ import { chainIds, GarbageCollector } from '../../src/core/gc/index.js';
 import { createLogger } from '../../src/core/log.js';
 import { SqliteMetadata } from '../../src/core/metadata/index.js';
 import { OverlaySnapshotter } from '../../src/core/snapshotter/index.js';
-import { buildImage, buildIndex, busyboxImage, file, type Image, type ImageIndex } from '../fixtures/index.js';
+import { buildImage, buildIndex, busyboxImage, file, sha256 as digestOf, type Image, type ImageIndex } from '../fixtures/index.js';
 
 const log = createLogger('silent');
-
-function digestOf(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
 
 async function put(content: LocalContentStore, data: Buffer): Promise<string> {
   const digest = digestOf(data);
