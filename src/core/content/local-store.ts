@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { diskUsage } from '../disk-usage.js';
 import { BerthError, errorMessage, isBerthError, isErrnoCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkSize, digestHex } from './digest.js';
@@ -364,10 +365,9 @@ export class LocalContentStore implements ContentStore {
   }
 
   async usage(): Promise<{ bytes: number; inodes: number }> {
-    const total = { bytes: 0, inodes: 0 };
-    await addUsage(join(this.root, 'blobs'), total);
-    await addUsage(this.ingestDir, total);
-    return total;
+    const blobs = await diskUsage(join(this.root, 'blobs'));
+    const ingest = await diskUsage(this.ingestDir);
+    return { bytes: blobs.size + ingest.size, inodes: blobs.inodes + ingest.inodes };
   }
 
   /** The size of a committed blob, undefined if there is none. */
@@ -725,26 +725,4 @@ async function fsyncDir(path: string): Promise<void> {
   } finally {
     await dir.close();
   }
-}
-
-/** du-style: allocated bytes and inodes of a tree (the top directory included). */
-async function addUsage(path: string, total: { bytes: number; inodes: number }): Promise<void> {
-  let st;
-  try {
-    st = await lstat(path);
-  } catch (err) {
-    if (isErrnoCode(err, 'ENOENT')) return;
-    throw err;
-  }
-  total.bytes += st.blocks * 512;
-  total.inodes += 1;
-  if (!st.isDirectory()) return;
-  let names: string[];
-  try {
-    names = await readdir(path);
-  } catch (err) {
-    if (isErrnoCode(err, 'ENOENT')) return;
-    throw err;
-  }
-  for (const name of names) await addUsage(join(path, name), total);
 }
