@@ -1,21 +1,25 @@
 import type { Readable } from 'node:stream';
 
-/** OCI platform, with the spec's JSON field names. */
+/** OCI platform object (image-spec image-index.md). */
 export interface Platform {
   architecture: string;
   os: string;
   'os.version'?: string;
   'os.features'?: string[];
   variant?: string;
+  features?: string[];
 }
 
-/** OCI content descriptor. */
+/** OCI content descriptor (image-spec descriptor.md). */
 export interface Descriptor {
   mediaType: string;
+  /** `algorithm:hex`. */
   digest: string;
   size: number;
+  urls?: string[];
   annotations?: Record<string, string>;
   platform?: Platform;
+  artifactType?: string;
 }
 
 export interface ContentInfo {

@@ -3,6 +3,8 @@
  * Field names are those of the JSON documents.
  */
 
+import type { Descriptor } from '../content/index.js';
+
 export const MediaType = {
   OciIndex: 'application/vnd.oci.image.index.v1+json',
   OciManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -30,27 +32,8 @@ export function isManifestType(mediaType: string): boolean {
   return mediaType === MediaType.OciManifest || mediaType === MediaType.DockerManifest;
 }
 
-/** OCI platform object (image-spec image-index.md). */
-export interface Platform {
-  architecture: string;
-  os: string;
-  'os.version'?: string;
-  'os.features'?: string[];
-  variant?: string;
-  features?: string[];
-}
-
-/** OCI content descriptor (image-spec descriptor.md). */
-export interface Descriptor {
-  mediaType: string;
-  /** `algorithm:hex`. */
-  digest: string;
-  size: number;
-  urls?: string[];
-  annotations?: Record<string, string>;
-  platform?: Platform;
-  artifactType?: string;
-}
+// Descriptor and Platform are the content store's (one definition for every plugin).
+export type { Descriptor, Platform } from '../content/index.js';
 
 /** OCI image index or Docker manifest list. */
 export interface ImageIndex {
