@@ -2,7 +2,7 @@ import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -118,6 +118,24 @@ describe('berthd lifecycle', () => {
       assert.deepEqual(JSON.parse(res.info['runtimeConfig'] ?? '{}'), { podCidrs: ['10.88.0.0/16'] });
     } finally {
       await (second ?? first).dispose();
+    }
+  });
+
+  test('temporary mounts a crashed run left under <state>/tmpmounts are unmounted at start', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-e2e-'));
+    let d: Berthd | undefined;
+    const target = join(dir, 'state', 'tmpmounts', 'left-behind');
+    try {
+      await mkdir(target, { recursive: true });
+      const mounted = spawnSync('mount', ['-t', 'tmpfs', 'berth-test', target]);
+      assert.equal(mounted.status, 0, mounted.stderr.toString());
+      d = await startBerthd({ dir });
+      const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+      assert.ok(!mountinfo.includes(target), 'the left-behind tmpfs is still mounted');
+    } finally {
+      spawnSync('umount', [target]);
+      if (d) await d.dispose();
+      else await rm(dir, { recursive: true, force: true });
     }
   });
 
