@@ -12,8 +12,8 @@
  * Such a bind only works when the file's mount is not shared (a shared parent
  * would propagate the nsfs mount and the kernel refuses it), so the dir is
  * made a private bind mount of itself at open, as containerd does for its
- * netns dir, and unmounted again at close if this manager made it and no
- * namespace is pinned in it any more.
+ * netns dir, and unmounted again at close once no namespace is pinned in it
+ * (also a mount an earlier, killed berthd left).
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -56,8 +56,6 @@ export class NetnsManager {
   /** Absolute, symlink-free path of the dir holding the namespace files. */
   readonly dir: string;
   private readonly log: Logger | undefined;
-  /** This manager bind-mounted the dir onto itself (and so may unmount it). */
-  private madeMount = false;
   private closed = false;
 
   private constructor(dir: string, opts: NetnsManagerOptions) {
@@ -89,7 +87,6 @@ export class NetnsManager {
       // A mount left by an earlier run (pods still pinned under it) is kept as it is.
       if (!(await listMountPoints()).includes(dir)) {
         await run('mount', ['--bind', dir, dir]);
-        this.madeMount = true;
       }
       await run('mount', ['--make-private', dir]);
     } catch (err) {
@@ -193,19 +190,23 @@ export class NetnsManager {
   }
 
   /**
-   * Undo the dir's bind mount if this manager made it and no namespace is
-   * pinned under it (pinned ones belong to pods that outlive the daemon).
+   * Undo the dir's bind mount (every one stacked on it, whoever made it: a
+   * berthd killed earlier leaves its mount behind) unless a namespace is
+   * still pinned under it (pinned ones belong to pods that outlive the
+   * daemon, and the next open reuses the mount).
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (!this.madeMount) return;
-    const pinned = (await listMountPoints()).filter((p) => path.dirname(p) === this.dir);
-    if (pinned.length > 0) {
-      this.log?.info({ dir: this.dir, pinned: pinned.length }, 'netns dir keeps its mount: namespaces are still pinned');
-      return;
+    for (;;) {
+      const points = await listMountPoints();
+      const pinned = points.filter((p) => path.dirname(p) === this.dir);
+      if (pinned.length > 0) {
+        this.log?.info({ dir: this.dir, pinned: pinned.length }, 'netns dir keeps its mount: namespaces are still pinned');
+        return;
+      }
+      if (!points.includes(this.dir)) return;
+      await unmount(this.dir);
     }
-    await unmount(this.dir);
-    this.madeMount = false;
   }
 }

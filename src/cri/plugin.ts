@@ -6,7 +6,7 @@ import type { SqliteMetadata } from '../core/metadata/index.js';
 import { PluginType, type Registration } from '../core/plugin/types.js';
 import type { OciRuntime } from '../core/runtime/index.js';
 import { hostFacts } from '../core/runtime/spec/index.js';
-import { unmountAll, type Snapshotter } from '../core/snapshotter/index.js';
+import type { Snapshotter } from '../core/snapshotter/index.js';
 import { criConfigSchema, type CriConfig } from './config.js';
 import { ContainerService } from './container/index.js';
 import { CriImageService } from './image-service.js';
@@ -70,8 +70,6 @@ export function criServiceRegistration(effectiveConfig: unknown): Registration<C
         containers.close();
         sandboxes.close();
         await netns.close();
-        // The manager only undoes a dir mount it made; one an earlier (killed) berthd left goes too once no pod needs it.
-        if ((await netns.list()).length === 0) await unmountAll(netns.dir, { detach: true });
       };
       try {
         // Both subscribe to task exits first, so exits found while recovering are recorded.
