@@ -12,7 +12,8 @@ import { OverlaySnapshotter } from '../../src/core/snapshotter/index.js';
 const [root, dbPath] = process.argv.slice(2);
 if (root === undefined || dbPath === undefined) throw new Error('usage: snapshotter-crash-child <root> <db>');
 const log = createLogger('silent');
-const snapshotter = new OverlaySnapshotter({ root, metadata: new MetadataDB(dbPath, log, { synchronous: 'NORMAL', busyTimeoutMs: 1000 }), log });
+// FULL, the daemon's default: new snapshots' records are committed without an fsync all the same.
+const snapshotter = new OverlaySnapshotter({ root, metadata: new MetadataDB(dbPath, log, { synchronous: 'FULL', busyTimeoutMs: 1000 }), log });
 await snapshotter.init();
 
 let parent: string | undefined;

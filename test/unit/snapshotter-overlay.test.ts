@@ -317,6 +317,36 @@ describe('plugin init', () => {
   });
 });
 
+describe('commits', () => {
+  test('a new snapshot is committed without an fsync, and the configured synchronous mode is back after it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-snap-sync-'));
+    const root = join(dir, 'root');
+    await mkdir(root);
+    const db = new MetadataDB(join(dir, 'meta.db'), log, { synchronous: 'FULL', busyTimeoutMs: 1000 });
+    const seen: number[] = [];
+    try {
+      const s = new OverlaySnapshotter({ root, metadata: db, log });
+      await s.init();
+      const syncMode = (): number => Number((db.db.prepare('PRAGMA synchronous').get() as { synchronous: number }).synchronous);
+      // The mode in force while the record is inserted, seen from inside its transaction.
+      db.db.function('berth_sync_mode', () => {
+        const m = syncMode();
+        seen.push(m);
+        return m;
+      });
+      db.db.exec(`CREATE TEMP TRIGGER seen_mode AFTER INSERT ON snapshots BEGIN SELECT berth_sync_mode(); END`);
+      await s.prepare('one');
+      assert.deepEqual(seen, [1], 'NORMAL (1) while the record is committed');
+      assert.equal(syncMode(), 2, 'FULL (2) again afterwards');
+      assert.equal((await s.stat('one')).kind, 'active');
+      await s.remove('one');
+    } finally {
+      db.db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('kill -9', () => {
   let dir: string;
 

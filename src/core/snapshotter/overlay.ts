@@ -178,15 +178,24 @@ export class OverlaySnapshotter implements Snapshotter {
     this.inFlight.add(tempName);
     let finalDir: string | undefined;
     try {
-      await mkdir(join(temp, 'fs'), { mode: 0o755 });
-      if (kind === 'active') await mkdir(join(temp, 'work'), { mode: 0o700 });
-      // The upper dir's root is the merged root: give it the parent's owner and mode.
-      if (parentRow !== undefined) {
-        const st = await stat(this.fsDir(parentRow.id));
-        await chown(join(temp, 'fs'), st.uid, st.gid);
-        await chmod(join(temp, 'fs'), st.mode & 0o7777);
-      }
-      const row = this.store.transaction(() => {
+      const fs = join(temp, 'fs');
+      // Both settle before a failure removes the temp dir, so nothing is made in it afterwards.
+      await allSettledOrThrow([
+        (async () => {
+          await mkdir(fs, { mode: 0o755 });
+          // The upper dir's root is the merged root: give it the parent's owner and mode.
+          if (parentRow !== undefined) {
+            const st = await stat(this.fsDir(parentRow.id));
+            await Promise.all([chown(fs, st.uid, st.gid), chmod(fs, st.mode & 0o7777)]);
+          }
+        })(),
+        kind === 'active' ? mkdir(join(temp, 'work'), { mode: 0o700 }) : undefined,
+      ]);
+      // Not fsynced: a kill -9 keeps the commit, and should power loss drop
+      // it, the renamed dir has no record and cleanup() removes it. Whoever
+      // uses the snapshot stores its own (fsynced) record after this, which
+      // makes this one durable too.
+      const row = this.store.unsyncedTransaction(() => {
         if (this.store.find(key) !== undefined) throw alreadyExists(key);
         const p = parent === undefined ? undefined : this.committedParent(parent);
         const id = this.store.insert(key, p?.id ?? null, kind, { ...opts?.labels }, Date.now());
@@ -263,6 +272,10 @@ export class OverlaySnapshotter implements Snapshotter {
       this.log.warn({ dir, err: errorMessage(err) }, 'cannot remove snapshot dir; cleanup will retry');
     }
   }
+}
+
+async function allSettledOrThrow(steps: readonly (Promise<unknown> | undefined)[]): Promise<void> {
+  for (const r of await Promise.allSettled(steps)) if (r.status === 'rejected') throw r.reason;
 }
 
 function checkKey(key: string): void {

@@ -96,6 +96,29 @@ export class SnapshotStore {
     return this.metadata.transaction(fn);
   }
 
+  /**
+   * A transaction whose commit is written to the WAL but not fsynced
+   * (PRAGMA synchronous NORMAL for this one commit): it survives a kill -9
+   * of berthd (the write is in the kernel's page cache) but may be lost on
+   * power loss, until the next fsynced commit of any table makes it (and
+   * everything before it in the WAL) durable. For records whose loss
+   * `cleanup()` repairs: a snapshot dir without its record is removed at
+   * init. Inside another transaction it is simply part of that one.
+   */
+  unsyncedTransaction<T>(fn: () => T): T {
+    const db = this.metadata.db;
+    if (db.isTransaction) return this.metadata.transaction(fn);
+    const mode = Number((db.prepare('PRAGMA synchronous').get() as { synchronous: number }).synchronous);
+    // 0 OFF, 1 NORMAL: already no fsync at commit in WAL mode.
+    if (mode <= 1) return this.metadata.transaction(fn);
+    db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      return this.metadata.transaction(fn);
+    } finally {
+      db.exec(`PRAGMA synchronous = ${mode}`);
+    }
+  }
+
   find(key: string): SnapshotRow | undefined {
     const raw = this.metadata.db.prepare(`${SELECT} WHERE s.key = ?`).get(key);
     return raw === undefined ? undefined : toRow(raw as RawRow);
