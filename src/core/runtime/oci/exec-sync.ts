@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BerthError } from '../../errors.js';
-import { helperEnv } from './command.js';
+import { BerthError, errorMessage } from '../../errors.js';
 import { Runc, runcErrorKind, type RuntimeHandler } from './runc.js';
+import { ShellSpawner } from './spawner.js';
 
 export interface ExecOptions {
   /** Kill the exec'd process (its whole process group) after this long. 0 or unset: no limit. */
@@ -89,7 +87,9 @@ export function splitCriLog(log: Buffer, cap: number): Pick<ExecResult, 'stdout'
  * its exit code on the sync pipe as soon as it exits (a background child that
  * keeps stdout open does not hold the call, which plain `runc exec` does), and
  * on `-T` kills its process group and reports "command timed out". Output is
- * collected from the CRI log conmon writes.
+ * collected from the CRI log conmon writes. conmon is started by the
+ * long-lived ShellSpawner, not forked from berthd (which costs 5-20 ms a call
+ * at berthd's size), its sync pipe and stderr on files in the exec's dir.
  */
 export async function conmonExec(req: ExecRequest, options: ExecOptions = {}): Promise<ExecResult> {
   const { id } = req;
@@ -214,48 +214,37 @@ interface SyncMessage {
   message?: string;
 }
 
-/** Runs conmon in --sync mode (it stays our child) and collects its JSON lines from fd 3. */
-function runConmonSync(conmonPath: string, args: string[], cwd: string, id: string): Promise<SyncMessage[]> {
-  return new Promise<SyncMessage[]>((resolve, reject) => {
-    const child = spawn(conmonPath, args, {
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-      detached: true,
-      cwd,
-      env: helperEnv({ _OCI_SYNCPIPE: '3' }),
-    });
-    const sync = child.stdio[3] as Socket;
-    let text = '';
-    let stderr = '';
-    sync.on('data', (b: Buffer) => {
-      text += b.toString();
-    });
-    sync.on('error', () => {
-      // Judged when conmon exits.
-    });
-    child.stderr!.on('data', (b: Buffer) => {
-      if (stderr.length < 64 * 1024) stderr += b.toString();
-    });
-    child.once('error', (err) => {
-      reject(
-        new BerthError('unavailable', 'ERR_MONITOR_SPAWN', `cannot run ${conmonPath}: ${err.message}`, {
-          context: { container: id },
-          cause: err,
-        }),
-      );
-    });
-    child.once('close', () => {
-      const messages: SyncMessage[] = [];
-      for (const line of text.split('\n')) {
-        if (line.trim() === '') continue;
-        try {
-          const m = JSON.parse(line) as { data?: number; message?: string };
-          if (typeof m.data === 'number') messages.push({ data: m.data, message: m.message });
-        } catch {
-          // Not a sync message.
-        }
-      }
-      if (messages.length === 0 && stderr.trim() !== '') messages.push({ data: -1, message: stderr.trim() });
-      resolve(messages);
-    });
-  });
+/** Starts every exec's conmon (see ShellSpawner: forking berthd per exec is what costs). */
+const spawner = new ShellSpawner();
+
+/**
+ * Runs conmon in --sync mode through the spawner, its sync pipe (fd 3) and
+ * stderr on files in `cwd`, and parses the JSON lines it wrote there.
+ */
+async function runConmonSync(conmonPath: string, args: string[], cwd: string, id: string): Promise<SyncMessage[]> {
+  const syncPath = join(cwd, 'sync');
+  const stderrPath = join(cwd, 'conmon.err');
+  let status: number;
+  try {
+    status = await spawner.run({ argv: [conmonPath, ...args], cwd, env: { _OCI_SYNCPIPE: '3' }, fd3: syncPath, stderr: stderrPath });
+  } catch (err) {
+    throw new BerthError('unavailable', 'ERR_MONITOR_SPAWN', `cannot run ${conmonPath}: ${errorMessage(err)}`, { context: { container: id }, cause: err });
+  }
+  const [text, stderr] = await Promise.all([readFile(syncPath, 'utf8').catch(() => ''), readFile(stderrPath, 'utf8').catch(() => '')]);
+  const messages: SyncMessage[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const m = JSON.parse(line) as { data?: number; message?: string };
+      if (typeof m.data === 'number') messages.push({ data: m.data, message: m.message });
+    } catch {
+      // Not a sync message.
+    }
+  }
+  if (messages.length === 0 && (status === 126 || status === 127)) {
+    // The shell could not run conmon (missing, not executable).
+    throw new BerthError('unavailable', 'ERR_MONITOR_SPAWN', `cannot run ${conmonPath}: ${stderr.trim() || `exit ${status}`}`, { context: { container: id } });
+  }
+  if (messages.length === 0 && stderr.trim() !== '') messages.push({ data: -1, message: stderr.trim().slice(-64 * 1024) });
+  return messages;
 }
