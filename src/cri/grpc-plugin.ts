@@ -5,7 +5,6 @@ import {
   ImageServiceService,
   type ImageFsInfoRequest,
   type ListPodSandboxRequest,
-  type ListPodSandboxResponse,
   type ListPodSandboxStatsRequest,
   type ListPodSandboxStatsResponse,
   type PodSandboxStatsRequest,
@@ -38,8 +37,13 @@ import {
   type VersionResponse,
 } from '../generated/api.js';
 import { containerRpcs } from './container/index.js';
+import { acceptingEncodedResponses } from './encoded-list.js';
+import { sandboxList } from './sandbox/status.js';
 import { implementService, unary, withCallSignal } from './rpc.js';
 import type { CriService } from './service.js';
+
+/** RuntimeService, with the list methods answering with bytes their records keep encoded (encoded-list.ts). */
+const RUNTIME_SERVICE = acceptingEncodedResponses(RuntimeServiceService, ['listContainers', 'listPodSandbox']);
 
 /** A plugin that serves gRPC services on the daemon's server. */
 export interface GrpcServicePlugin {
@@ -62,7 +66,7 @@ function sandboxHandlers(cri: CriService, log: Logger) {
       return {};
     }),
     podSandboxStatus: unary<PodSandboxStatusRequest, PodSandboxStatusResponse>(log, 'PodSandboxStatus', (req) => pods.status(req.podSandboxId, req.verbose)),
-    listPodSandbox: unary<ListPodSandboxRequest, ListPodSandboxResponse>(log, 'ListPodSandbox', (req) => ({ items: pods.list(req.filter) })),
+    listPodSandbox: unary<ListPodSandboxRequest, Buffer>(log, 'ListPodSandbox', (req) => sandboxList.encode(pods.list(req.filter))),
     podSandboxStats: unary<PodSandboxStatsRequest, PodSandboxStatsResponse>(log, 'PodSandboxStats', async (req) => ({ stats: await pods.stats(req.podSandboxId) })),
     listPodSandboxStats: unary<ListPodSandboxStatsRequest, ListPodSandboxStatsResponse>(log, 'ListPodSandboxStats', async (req) => ({
       stats: await pods.listStats(req),
@@ -102,7 +106,7 @@ export const criGrpcRegistration: Registration<Record<string, never>, GrpcServic
     });
     return {
       register(server: Server) {
-        server.addService(RuntimeServiceService, runtime);
+        server.addService(RUNTIME_SERVICE, runtime);
         server.addService(ImageServiceService, image);
       },
     };

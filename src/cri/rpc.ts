@@ -5,7 +5,15 @@ import type { Logger } from '../core/log.js';
 import { grpcCodeOf, toServiceError } from './grpc-status.js';
 
 /** A gRPC service definition as ts-proto emits it: method name → path and codecs. */
-export type ServiceDefinition = Record<string, { path: string; requestStream: boolean; responseStream: boolean }>;
+export type ServiceDefinition = Record<string, MethodDefinition>;
+
+export interface MethodDefinition {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  /** A method (not a property) so that ts-proto's typed serializers fit. */
+  responseSerialize(value: unknown): Buffer;
+}
 
 export type UnaryImpl<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res> | Res;
 

@@ -12,7 +12,6 @@ import type {
   ExecSyncResponse,
   GetEventsRequest,
   ListContainersRequest,
-  ListContainersResponse,
   ListContainerStatsRequest,
   ListContainerStatsResponse,
   RemoveContainerRequest,
@@ -28,6 +27,7 @@ import type {
 } from '../../generated/api.js';
 import { unary, withCallSignal } from '../rpc.js';
 import type { ContainerService } from './service.js';
+import { containerList } from './status.js';
 
 /**
  * Events a GetContainerEvents client may fall behind by (grpc-js streams
@@ -63,7 +63,7 @@ export function containerRpcs(log: Logger, service: ContainerService) {
       await service.removeContainer(req.containerId);
       return {};
     }),
-    listContainers: unary<ListContainersRequest, ListContainersResponse>(log, 'ListContainers', (req) => ({ containers: service.list(req.filter) })),
+    listContainers: unary<ListContainersRequest, Buffer>(log, 'ListContainers', (req) => containerList.encode(service.list(req.filter))),
     containerStatus: unary<ContainerStatusRequest, ContainerStatusResponse>(log, 'ContainerStatus', (req) => service.status(req.containerId, req.verbose)),
     updateContainerResources: unary<UpdateContainerResourcesRequest, UpdateContainerResourcesResponse>(log, 'UpdateContainerResources', async (req) => {
       await service.updateResources(req.containerId, req.linux);

@@ -17,7 +17,6 @@ import {
   ContainerConfig,
   ContainerEventType,
   NamespaceMode,
-  type Container,
   type ContainerEventResponse,
   type ContainerFilter,
   type ContainerStats,
@@ -35,7 +34,7 @@ import { KeyedLock } from './keyed-lock.js';
 import { criSignalName } from './signals.js';
 import { attributesOf, cgroupSections, type CpuSample } from './stats.js';
 import { toCriStatus as toPodSandboxStatus, type PodContainerOps } from '../sandbox/index.js';
-import { recordStateOf, toCriContainer, toCriStatus } from './status.js';
+import { recordStateOf, toCriStatus } from './status.js';
 import { readTerminationMessage } from './termination.js';
 
 /** Cap on each of ExecSync's stdout and stderr. */
@@ -430,7 +429,8 @@ export class ContainerService implements PodContainerOps {
 
   // ---- reads -------------------------------------------------------------
 
-  list(filter: ContainerFilter | undefined): Container[] {
+  /** The records a ListContainers filter selects (the RPC encodes them through containerList). */
+  list(filter: ContainerFilter | undefined): ContainerRecord[] {
     let state: ContainerRecord['state'] | undefined;
     if (filter?.state !== undefined) {
       state = recordStateOf(filter.state.state);
@@ -442,8 +442,7 @@ export class ContainerService implements PodContainerOps {
         state,
         sandboxId: this.sandboxIdOf(filter?.podSandboxId ?? ''),
         labelSelector: filter?.labelSelector,
-      })
-      .map(toCriContainer);
+      });
   }
 
   /** A pod id filter as a full id (a unique prefix resolved); what was given when it resolves to none. */

@@ -3,7 +3,8 @@
  * and ContainerStatus.
  * Pure functions of the records: nothing here waits on the runtime or disk.
  */
-import { ContainerState, type Container, type ContainerStatus, type ImageSpec } from '../../generated/api.js';
+import { ContainerState, ListContainersResponse, type Container, type ContainerStatus, type ImageSpec } from '../../generated/api.js';
+import { EntryCache } from '../encoded-list.js';
 import type { ContainerRecord, ContainerRecordState } from '../store/index.js';
 import { criSignalOf } from './signals.js';
 
@@ -52,6 +53,11 @@ export function toCriContainer(record: ContainerRecord): Container {
     annotations: record.config.annotations,
   };
 }
+
+/** ListContainersResponse bytes of records, each record's entry encoded once. */
+export const containerList = new EntryCache<ContainerRecord, ListContainersResponse>(ListContainersResponse, (record) => ({
+  containers: [toCriContainer(record)],
+}));
 
 export function toCriStatus(record: ContainerRecord): ContainerStatus {
   return {

@@ -23,7 +23,6 @@ import {
   type ContainerStats,
   type ContainerStatus,
   type ListPodSandboxStatsRequest,
-  type PodSandbox,
   type PodSandboxConfig,
   type PodSandboxFilter,
   type PodSandboxStats,
@@ -37,7 +36,7 @@ import { KeyedLock } from '../container/keyed-lock.js';
 import { UndoStack } from './undo.js';
 import { cgroupSections } from '../container/stats.js';
 import { networkUsageOf, processUsageOf } from './stats.js';
-import { recordState, toCriSandbox, toCriStatus, verboseInfo } from './status.js';
+import { recordState, toCriStatus, verboseInfo } from './status.js';
 
 /** What the sandbox service needs done to a pod's containers (the container service provides it). */
 export interface PodContainerOps {
@@ -456,15 +455,15 @@ export class SandboxService {
     };
   }
 
-  list(filter: PodSandboxFilter | undefined): PodSandbox[] {
+  /** The records a ListPodSandbox filter selects (the RPC encodes them through sandboxList). */
+  list(filter: PodSandboxFilter | undefined): SandboxRecord[] {
     let state: SandboxRecord['state'] | undefined;
     if (filter?.state !== undefined) {
       state = recordState(filter.state.state);
       if (state === undefined) return [];
     }
     return this.store
-      .filter({ id: filter?.id ?? '', ...(state === undefined ? {} : { state }), labelSelector: filter?.labelSelector ?? {} })
-      .map(toCriSandbox);
+      .filter({ id: filter?.id ?? '', ...(state === undefined ? {} : { state }), labelSelector: filter?.labelSelector ?? {} });
   }
 
   async stats(idOrPrefix: string): Promise<PodSandboxStats> {

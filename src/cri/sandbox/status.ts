@@ -1,11 +1,13 @@
 /** CRI views of a sandbox record (answered from memory). */
 import {
+  ListPodSandboxResponse,
   NamespaceOption,
   PodSandboxConfig,
   PodSandboxState,
   type PodSandbox,
   type PodSandboxStatus,
 } from '../../generated/api.js';
+import { EntryCache } from '../encoded-list.js';
 import type { SandboxRecord } from '../store/index.js';
 
 export function criState(state: SandboxRecord['state']): PodSandboxState {
@@ -30,6 +32,9 @@ export function toCriSandbox(r: SandboxRecord): PodSandbox {
     runtimeHandler: r.runtimeHandler,
   };
 }
+
+/** ListPodSandboxResponse bytes of records, each record's entry encoded once. */
+export const sandboxList = new EntryCache<SandboxRecord, ListPodSandboxResponse>(ListPodSandboxResponse, (r) => ({ items: [toCriSandbox(r)] }));
 
 export function toCriStatus(r: SandboxRecord): PodSandboxStatus {
   const [ip, ...additional] = r.ips;
