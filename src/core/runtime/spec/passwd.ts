@@ -80,9 +80,17 @@ export async function readRootfsFile(root: string, name: string, maxBytes = MAX_
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw unsafe(name, 'not a regular file');
-    const buf = Buffer.alloc(maxBytes + 1);
+    // Sized by the file (one byte over, to see it end), not by the cap: a zeroed
+    // cap-sized buffer per read made every pod and container cost megabytes.
+    let buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
     let total = 0;
     for (;;) {
+      if (total === buf.length) {
+        // The file grew since the stat.
+        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, maxBytes + 1));
+        buf.copy(bigger, 0, 0, total);
+        buf = bigger;
+      }
       const { bytesRead } = await fh.read(buf, total, buf.length - total, null);
       if (bytesRead === 0) break;
       total += bytesRead;
