@@ -6,6 +6,7 @@ import { mkdir, mkdtemp, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { BERTHD_V8_FLAGS } from '../../src/cmd/node-flags.js';
 import { CgroupDriver, type StatusResponse, type VersionResponse } from '../../src/generated/api.js';
 import { bridgeConflist, call, runBerthd, startBerthd, waitFor, type Berthd } from './harness.js';
 
@@ -35,6 +36,13 @@ describe('berthd serving the CRI', () => {
     assert.equal(res.runtimeName, 'berth');
     assert.equal(res.runtimeVersion, pkg.version);
     assert.equal(res.runtimeApiVersion, 'v1');
+  });
+
+  test('berthd runs under node with its V8 flags, in the process it was started as', () => {
+    // berthd.ts replaced itself (same pid) with node started with BERTHD_V8_FLAGS.
+    const argv = readFileSync(`/proc/${d.proc.pid}/cmdline`, 'utf8').split('\0');
+    for (const flag of BERTHD_V8_FLAGS) assert.ok(argv.includes(flag), `${flag} missing from ${argv.join(' ')}`);
+    assert.ok(argv.some((a) => a.endsWith('/cmd/berthd.js')));
   });
 
   test('the socket is 0660', async () => {
