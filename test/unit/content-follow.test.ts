@@ -50,7 +50,7 @@ beforeEach(async () => ({ root, store } = await openTempContentStore('berth-foll
 afterEach(() => closeTempContentStore(root, store));
 
 describe('content store follow', () => {
-  test('a follower started before the download sees every byte, and ends only once the blob is committed', async () => {
+  test('a follower started before the download sees every byte, and ends only once they all matched the digest', async () => {
     const data = blob(3 * 256 * 1024 + 1234);
     const desc = { digest: digestOf(data), size: data.length };
     const got: Buffer[] = [];

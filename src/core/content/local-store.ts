@@ -36,6 +36,11 @@ interface InFlight {
   ingest?: { path: string; written: number };
   /** How the attempt ended: committed, or failed (its ingest removed). */
   outcome?: 'committed' | 'failed';
+  /**
+   * Every byte is written and matched the digest and size; the fsync and
+   * rename that make the blob visible may still be running (or fail).
+   */
+  verified?: boolean;
   /** Woken on every write and when the attempt ends (see follow). */
   wakers: Set<() => void>;
   /** Follows that get the chunks in memory (see tail). */
@@ -45,8 +50,8 @@ interface InFlight {
 /**
  * Blobs addressed by digest under `<root>/blobs/sha256/<hex>`, written through
  * ingests under `<root>/ingest/<hash of ref>/data`: a blob is streamed to its
- * ingest file while being hashed, fsynced, checked against the expected digest
- * and size, then renamed into place and the directory fsynced. A crash leaves
+ * ingest file while being hashed, checked against the expected digest and
+ * size, fsynced, then renamed into place and the directory fsynced. A crash leaves
  * at most an ingest, which the next `open` removes.
  */
 export class LocalContentStore implements ContentStore {
@@ -206,7 +211,9 @@ export class LocalContentStore implements ContentStore {
    * unavailable `ERR_CONTENT_FOLLOW_BROKEN` when the download it follows
    * fails (a retry by `ensure` is a new download: follow again), and with
    * cancelled when `signal` aborts. The stream ends only after the digest
-   * and size were verified; one that is not read to its end proves nothing.
+   * and size were verified (not waiting for the fsync and rename that make
+   * the blob visible, which may still fail: `ensure` reports that); one that
+   * is not read to its end proves nothing.
    * Bytes read from a file come in one reused buffer: a chunk is valid only
    * until the next one is asked for.
    */
@@ -282,7 +289,7 @@ export class LocalContentStore implements ContentStore {
           entry.taps.add(tap);
           continue;
         }
-        if (entry.outcome === 'committed' && pos === desc.size) {
+        if ((entry.verified === true || entry.outcome === 'committed') && pos === desc.size) {
           this.log.debug({ digest: desc.digest, bytes: pos, fromFile }, 'followed a download');
           return;
         }
@@ -388,8 +395,8 @@ export class LocalContentStore implements ContentStore {
   }
 
   /**
-   * One download attempt: source → ingest file (hashing) → fsync → verify →
-   * rename → fsync dir. The ingest directory is gone when this settles.
+   * One download attempt: source → ingest file (hashing) → verify (follows
+   * end) → fsync → rename → fsync dir. The ingest directory is gone when this settles.
    */
   private async download(
     hex: string,
@@ -494,18 +501,22 @@ export class LocalContentStore implements ContentStore {
         } finally {
           abort.dispose();
         }
+        if (written !== desc.size) throw sizeMismatch(digest, desc.size, String(written));
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (actual !== digest) {
+          throw new BerthError('failed-precondition', 'ERR_CONTENT_DIGEST_MISMATCH', `downloaded content for ${digest} hashes to ${actual}`, {
+            context: { digest, actual },
+          });
+        }
+        // Follows end here: what they read is proven; the fsync below (which on
+        // a busy ext4 also waits for other files' dirty data) is not theirs to wait for.
+        entry.verified = true;
+        wakeAll(entry.wakers);
         await this.fsStep(digest, dataPath, 'fsync', () => fh.sync());
       } catch (err) {
         throw signal.aborted ? cancelled(digest, signal.reason) : err;
       } finally {
         await fh.close();
-      }
-      if (written !== desc.size) throw sizeMismatch(digest, desc.size, String(written));
-      const actual = `sha256:${hash.digest('hex')}`;
-      if (actual !== digest) {
-        throw new BerthError('failed-precondition', 'ERR_CONTENT_DIGEST_MISMATCH', `downloaded content for ${digest} hashes to ${actual}`, {
-          context: { digest, actual },
-        });
       }
       if (signal.aborted) throw cancelled(digest, signal.reason);
       await this.fsStep(digest, dataPath, 'chmod', () => chmod(dataPath, BLOB_MODE));

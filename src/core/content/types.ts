@@ -72,8 +72,10 @@ export interface ContentStore {
   ensure(desc: { digest: string; size: number }, open: ContentOpener, opts?: EnsureOptions): Promise<void>;
   /**
    * The blob's bytes, also while an `ensure` of it runs in this process:
-   * read as they are written, ending only once the blob is committed (so
-   * consumers can start on a blob before its download is done). Waits for a
+   * read as they are written, ending only once all of them matched the
+   * digest and size (so consumers can start on a blob before its download is
+   * done; the download's fsync and rename may still be running, and may fail:
+   * that is `ensure`'s to report). Waits for a
    * blob neither present nor being downloaded. Unavailable
    * `ERR_CONTENT_FOLLOW_BROKEN` when the download followed fails; cancelled
    * when `signal` aborts. A chunk may share its buffer with the next one:

@@ -27,7 +27,9 @@ export interface LayerUnpack {
   /**
    * Settles when the layer blob is in the content store (digest and size
    * verified) or its download failed. The layer is read while it downloads
-   * (ContentStore.follow); the snapshot is committed only once this resolves.
+   * (ContentStore.follow), whose end proves the bytes matched the digest:
+   * the snapshot is committed then, without waiting for the blob's fsync
+   * (the pull writes no record before every download settled).
    */
   downloaded: Promise<void>;
   signal: AbortSignal;
@@ -111,9 +113,8 @@ export class Unpacker {
     let committed = false;
     try {
       const stream = content.follow(u.layer, { signal: u.signal });
+      // The apply reads the follow to its end, which comes only after the digest and size were verified.
       const result = await diff.apply(mounts, stream, { mediaType: u.layer.mediaType, expectedDiffId: u.diffId, signal: u.signal });
-      // What was applied came from verified bytes only if the download is committed.
-      await u.downloaded;
       try {
         await snapshotter.commit(u.chainId, key);
         committed = true;
