@@ -153,10 +153,12 @@ export class ConmonMonitor {
     const exitFile = join(this.exitsDir, id);
     const conmonPidFile = join(dir, 'conmon.pid');
     let conmonPid: number | undefined;
+    const t0 = performance.now();
+    const steps: Record<string, number> = {};
+    const mark = (step: string): void => {
+      steps[step] = Math.round((performance.now() - t0) * 10) / 10;
+    };
     try {
-      await rm(exitFile, { force: true });
-      await writeFile(join(req.bundle, 'config.json'), JSON.stringify(req.spec));
-      await mkdir(dirname(req.logPath), { recursive: true });
       const args = this.conmonArgs(req, dir);
       const base = {
         id,
@@ -169,19 +171,28 @@ export class ConmonMonitor {
         attachSocket: join(req.bundle, 'attach'),
         ctlFifo: join(req.bundle, 'ctl'),
       };
-      // Written first so that if berthd dies mid-create, cleanup() still knows the runtime to ask.
-      await this.writeRecord({ ...base, pid: 0, monitorPid: 0, monitorStartTime: 0, createdAt: '' });
-      const started = Date.now();
+      // Independent files, written at once. The record goes first in spirit:
+      // conmon starts only once it is there, so if berthd dies mid-create,
+      // cleanup() still knows the runtime to ask.
+      const prepared = await Promise.allSettled([
+        rm(exitFile, { force: true }),
+        writeFile(join(req.bundle, 'config.json'), JSON.stringify(req.spec)),
+        mkdir(dirname(req.logPath), { recursive: true }),
+        this.writeRecord({ ...base, pid: 0, monitorPid: 0, monitorStartTime: 0, createdAt: '' }),
+      ]);
+      for (const r of prepared) if (r.status === 'rejected') throw r.reason;
+      mark('files');
       const { pid, monitorPid } = await this.spawnConmon(id, args, dir, conmonPidFile, (p) => {
         conmonPid = p;
-      });
+      }, mark);
       conmonPid = monitorPid;
       const monitorStartTime = await processStartTime(monitorPid);
       if (monitorStartTime === undefined) {
         throw monitorError('ERR_MONITOR_DIED', `conmon for ${id} exited right after creating the container`, id);
       }
       await this.writeRecord({ ...base, pid, monitorPid, monitorStartTime, createdAt: new Date().toISOString() });
-      this.log.debug({ container: id, pid, monitorPid, ms: Date.now() - started }, 'container created under conmon');
+      mark('recorded');
+      this.log.debug({ container: id, pid, monitorPid, steps }, 'container created under conmon (step times, ms)');
       return { pid, monitorPid };
     } catch (err) {
       await this.undoCreate(id, req.runtime, conmonPid, conmonPidFile);
@@ -229,6 +240,7 @@ export class ConmonMonitor {
     cwd: string,
     conmonPidFile: string,
     onMonitorPid: (pid: number) => void,
+    mark: (step: string) => void,
   ): Promise<CreatedContainer> {
     const timeoutMs = this.opts.createTimeoutMs ?? 60_000;
     return new Promise<CreatedContainer>((resolve, reject) => {
@@ -300,7 +312,9 @@ export class ConmonMonitor {
       child.stderr!.on('data', (b: Buffer) => {
         if (stderr.length < 64 * 1024) stderr += b.toString();
       });
+      mark('spawned');
       child.once('exit', (code, signal) => {
+        mark('forked');
         firstExit = code;
         if (code !== 0) {
           // It failed before forking, so nothing else holds its stderr: read it to the end first.
@@ -320,6 +334,7 @@ export class ConmonMonitor {
         syncText += b.toString();
         const nl = syncText.indexOf('\n');
         if (nl < 0 || message !== undefined) return;
+        mark('synced');
         try {
           message = JSON.parse(syncText.slice(0, nl)) as typeof message;
         } catch (err) {
