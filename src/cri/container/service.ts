@@ -12,7 +12,7 @@ import type { Logger } from '../../core/log.js';
 import { readStats, type CgroupStats } from '../../core/runtime/cgroups/index.js';
 import { cgroupsPath, containerSpec, hostFacts, rootfsPasswd, type HostFacts, type OciResources, type SandboxRef } from '../../core/runtime/spec/index.js';
 import { containerResources } from '../../core/runtime/spec/resources.js';
-import { mount, unmountAll } from '../../core/snapshotter/index.js';
+import { mount, unmountAll, type Mount } from '../../core/snapshotter/index.js';
 import {
   ContainerConfig,
   ContainerEventType,
@@ -136,12 +136,19 @@ export class ContainerService implements PodContainerOps {
         };
         const bundle = join(this.deps.stateDir, 'containers', id);
         const rootfs = join(bundle, 'rootfs');
-        await mkdir(rootfs, { recursive: true });
-        undo.push(['bundle dir', () => rm(bundle, { recursive: true, force: true })]);
-
         const snapshotKey = `cri-container-${id}`;
-        const mounts = await this.deps.snapshotter.prepare(snapshotKey, image.chainId, { labels: { 'berth.cri/container': id } });
-        undo.push(['snapshot', () => this.deps.snapshotter.remove(snapshotKey)]);
+        const logDir = sandbox.config.logDirectory;
+        const logPath = logDir !== '' && config.logPath !== '' ? join(logDir, config.logPath) : '';
+        // Mount point, snapshot and log dir at once; the snapshot's undo is pushed once it is known to exist.
+        undo.push(['bundle dir', () => rm(bundle, { recursive: true, force: true })]);
+        const [dirMade, prepared, logDirMade] = await Promise.allSettled([
+          mkdir(rootfs, { recursive: true }),
+          this.deps.snapshotter.prepare(snapshotKey, image.chainId, { labels: { 'berth.cri/container': id } }),
+          logPath === '' ? Promise.resolve() : mkdir(dirname(logPath), { recursive: true }),
+        ]);
+        if (prepared.status === 'fulfilled') undo.push(['snapshot', () => this.deps.snapshotter.remove(snapshotKey)]);
+        for (const r of [dirMade, prepared, logDirMade]) if (r.status === 'rejected') throw r.reason;
+        const mounts = (prepared as PromiseFulfilledResult<Mount[]>).value;
         lap('prepared');
         await mount(mounts, rootfs);
         lap('mounted');
@@ -160,10 +167,6 @@ export class ContainerService implements PodContainerOps {
         });
         for (const note of notes) log.info({ note }, 'container spec note');
         lap('spec');
-
-        const logDir = sandbox.config.logDirectory;
-        const logPath = logDir !== '' && config.logPath !== '' ? join(logDir, config.logPath) : '';
-        if (logPath !== '') await mkdir(dirname(logPath), { recursive: true });
 
         const created = await this.runtime.create({
           id,

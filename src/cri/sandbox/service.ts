@@ -323,11 +323,16 @@ export class SandboxService {
   private async mountRootfs(id: string, image: ImageRecord, rootfs: string, undo: UndoStack, mark: (step: string) => void): Promise<void> {
     const { snapshotter } = this.opts;
     const key = snapshotKeyOf(id);
-    const mounts = await snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/sandbox': id } });
-    undo.push('rootfs snapshot', () => snapshotter.remove(key));
+    // The mount point is made while the snapshot is prepared.
+    const [prepared, dir] = await Promise.allSettled([
+      snapshotter.prepare(key, image.chainId, { labels: { 'berth.io/sandbox': id } }),
+      mkdir(rootfs, { mode: 0o755 }),
+    ]);
+    if (prepared.status === 'fulfilled') undo.push('rootfs snapshot', () => snapshotter.remove(key));
+    if (prepared.status === 'rejected') throw prepared.reason;
+    if (dir.status === 'rejected') throw dir.reason;
     mark('snapshot');
-    await mkdir(rootfs, { mode: 0o755 });
-    await mount(mounts, rootfs);
+    await mount(prepared.value, rootfs);
     undo.push('rootfs mount', () => unmount(rootfs, { detach: true }));
   }
 
