@@ -7,7 +7,8 @@
  * with no process in it, so CNI plugins can set it up before the pause
  * container starts and it survives container restarts. util-linux
  * `unshare --net=<file> true` makes one: it unshares a new network namespace
- * and bind-mounts it onto the file (one spawn, a few ms).
+ * and bind-mounts it onto the file (one spawn, a few ms; another command than
+ * `true` can ride along).
  *
  * Such a bind only works when the file's mount is not shared (a shared parent
  * would propagate the nsfs mount and the kernel refuses it), so the dir is
@@ -115,8 +116,15 @@ export class NetnsManager {
    * Create a new network namespace pinned at `<dir>/<name>` (a random
    * `cni-<uuid>` name when none is given); returns its path. Fails with
    * ERR_NETNS_EXISTS when the file is already there.
+   *
+   * `alsoRun` is a command line run in the same spawn once the namespace is
+   * pinned (unshare execs it instead of `true`; it runs inside the new
+   * namespace, so it must not depend on the host's network), to spare the
+   * daemon a second spawn: each fork of a daemon this size blocks its event
+   * loop for milliseconds. If it fails, the namespace is removed and the
+   * error carries its stderr; undoing what it did is the caller's.
    */
-  async create(name: string = `cni-${randomUUID()}`): Promise<string> {
+  async create(name: string = `cni-${randomUUID()}`, options: { alsoRun?: readonly string[] } = {}): Promise<string> {
     if (this.closed) throw new BerthError('failed-precondition', 'ERR_NETNS_CLOSED', 'netns manager is closed', { context: { dir: this.dir } });
     const file = this.pathOf(name);
     try {
@@ -132,7 +140,8 @@ export class NetnsManager {
       });
     }
     try {
-      await run('unshare', [`--net=${file}`, 'true']);
+      const command = options.alsoRun !== undefined && options.alsoRun.length > 0 ? options.alsoRun : ['true'];
+      await run('unshare', [`--net=${file}`, ...command]);
       if (!(await isNetnsPinned(file))) throw new Error('unshare exited without pinning the namespace');
     } catch (err) {
       const stderr = (err as { stderr?: unknown }).stderr;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { access, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -118,6 +118,24 @@ describe('NetnsManager', () => {
       await first.close();
     }
     assert.equal(await isMountPoint(real), false);
+  });
+
+  it('runs a command in the same spawn once the namespace is pinned, and removes the namespace when it fails', async () => {
+    const dir = path.join(tmp, 'h');
+    const mgr = await NetnsManager.open(dir);
+    try {
+      const marker = path.join(tmp, 'h-marker');
+      const ns = await mgr.create('with-cmd', { alsoRun: ['sh', '-c', `readlink /proc/self/ns/net > ${marker}`] });
+      assert.ok(await mgr.exists(ns));
+      // It ran inside the new namespace.
+      const inside = (await run('readlink', ['/proc/self/ns/net'])).stdout.trim();
+      assert.notEqual((await readFile(marker, 'utf8')).trim(), inside);
+      await mgr.remove(ns);
+      await assert.rejects(mgr.create('cmd-fails', { alsoRun: ['sh', '-c', 'echo nope >&2; exit 3'] }), (err: unknown) => err instanceof BerthError && err.code === 'ERR_NETNS_CREATE' && /nope/.test(err.message));
+      assert.ok(await missing(path.join(dir, 'cmd-fails')));
+    } finally {
+      await mgr.close();
+    }
   });
 
   it('removes a half-made (unmounted) file and rejects paths outside its dir', async () => {

@@ -65,11 +65,22 @@ export async function writePodFiles(dir: string, hostname: string, dns: DNSConfi
   return files;
 }
 
+/** The command that mounts a fresh tmpfs for the pod's /dev/shm at `path` (which must exist). */
+export function shmMountCommand(path: string): string[] {
+  return ['mount', '-t', 'tmpfs', '-o', `nosuid,nodev,noexec,mode=1777,size=${SHM_SIZE_BYTES}`, 'shm', path];
+}
+
+/** Makes the pod's /dev/shm mount point at `path`. */
+export async function makeShmDir(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+}
+
 /** Mounts a fresh tmpfs for the pod's /dev/shm at `path` (created). */
 export async function mountShm(path: string): Promise<void> {
   try {
-    await mkdir(path, { recursive: true, mode: 0o700 });
-    await run('mount', ['-t', 'tmpfs', '-o', `nosuid,nodev,noexec,mode=1777,size=${SHM_SIZE_BYTES}`, 'shm', path]);
+    await makeShmDir(path);
+    const [file, ...args] = shmMountCommand(path);
+    await run(file!, args);
   } catch (err) {
     const stderr = (err as { stderr?: unknown }).stderr;
     const why = typeof stderr === 'string' && stderr.trim() !== '' ? stderr.trim() : errorMessage(err);

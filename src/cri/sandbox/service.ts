@@ -31,7 +31,7 @@ import {
 } from '../../generated/api.js';
 import { publishContainerEvent } from '../container/events.js';
 import { newId, nowNs, sandboxName, type ContainerStore, type SandboxRecord, type SandboxStore } from '../store/index.js';
-import { DEFAULT_HOST_FILES, mountShm, unmountShm, writePodFiles, type HostFiles, type PodFiles } from './files.js';
+import { DEFAULT_HOST_FILES, makeShmDir, mountShm, shmMountCommand, unmountShm, writePodFiles, type HostFiles, type PodFiles } from './files.js';
 import { KeyedLock } from '../container/keyed-lock.js';
 import { UndoStack } from './undo.js';
 import { cgroupSections } from '../container/stats.js';
@@ -241,20 +241,30 @@ export class SandboxService {
     const rootfs = join(stateDir, 'rootfs');
 
     const filesStep = writePodFiles(dir, config.hostname, config.dnsConfig, this.hostFiles);
+    // A pod with its own network and IPC gets both from one spawn: unshare mounts the shm once the netns is pinned.
+    const shmWithNetns = !hostNetwork && shmPath !== '';
     const netnsStep = hostNetwork
       ? Promise.resolve('')
-      : this.opts.netns.create(id).then((path) => {
-          undo.push('network namespace', () => this.opts.netns.remove(path));
-          mark('netns');
-          return path;
-        });
+      : (shmWithNetns ? makeShmDir(shmPath) : Promise.resolve())
+          .then(() => {
+            // Pushed first: whatever part of the mount happened, unmounting is harmless.
+            if (shmWithNetns) undo.push('shm mount', () => unmountShm(shmPath));
+            return this.opts.netns.create(id, shmWithNetns ? { alsoRun: shmMountCommand(shmPath) } : {});
+          })
+          .then((path) => {
+            undo.push('network namespace', () => this.opts.netns.remove(path));
+            mark('netns');
+            return path;
+          });
     const shmStep =
       shmPath === ''
         ? Promise.resolve()
-        : mountShm(shmPath).then(() => {
-            undo.push('shm mount', () => unmountShm(shmPath));
-            mark('shm');
-          });
+        : shmWithNetns
+          ? netnsStep.then(() => undefined)
+          : mountShm(shmPath).then(() => {
+              undo.push('shm mount', () => unmountShm(shmPath));
+              mark('shm');
+            });
     const rootfsStep = this.mountRootfs(id, image, rootfs, undo, mark).then(() => mark('rootfs'));
     const networkStep = hostNetwork
       ? Promise.resolve(undefined)
