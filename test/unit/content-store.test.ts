@@ -279,14 +279,19 @@ describe('content ensure concurrency', () => {
     let leaderOpenSignal: AbortSignal | undefined;
     let started!: () => void;
     const leaderStarted = new Promise<void>((r) => (started = r));
+    let opened!: () => void;
+    const leaderOpened = new Promise<void>((r) => (opened = r));
     const leader = store.ensure(
       { digest, size: data.length },
       async (signal) => {
         leaderOpenSignal = signal;
+        opened();
         return stuck(data.subarray(0, 1024)); // ignores the signal: the store must not hang
       },
       { signal: leaderAbort.signal, onProgress: () => started() },
     );
+    // Each ensure first stats the blob; the waiter starts only once the leader leads.
+    await leaderOpened;
     let waiterOpens = 0;
     const waiter = store.ensure({ digest, size: data.length }, async () => {
       waiterOpens++;
