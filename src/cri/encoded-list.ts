@@ -22,14 +22,17 @@ export interface Encoder<M> {
  */
 export class EntryCache<R extends object, M> {
   private readonly entries = new WeakMap<R, Uint8Array>();
+  /** The last list encoded: asked again for the same records (the common unfiltered relist), it is answered as is. */
+  private last: { records: readonly R[]; bytes: Buffer } | undefined;
 
   constructor(
     private readonly response: Encoder<M>,
     private readonly entry: (record: R) => M,
   ) {}
 
-  /** The encoded response listing `records`, in their order. */
+  /** The encoded response listing `records`, in their order. Callers must not change the bytes. */
   encode(records: readonly R[]): Buffer {
+    if (this.last !== undefined && sameItems(this.last.records, records)) return this.last.bytes;
     const parts: Uint8Array[] = new Array(records.length);
     let length = 0;
     for (let i = 0; i < records.length; i++) {
@@ -42,8 +45,16 @@ export class EntryCache<R extends object, M> {
       parts[i] = bytes;
       length += bytes.length;
     }
-    return Buffer.concat(parts, length);
+    const bytes = Buffer.concat(parts, length);
+    this.last = { records, bytes };
+    return bytes;
   }
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

@@ -87,7 +87,8 @@ test('an updated record (a new object) is encoded anew; the old one keeps its by
   const pod = sandbox(4);
   const before = container(7, pod);
   const first = containerList.encode([before]);
-  assert.deepEqual(containerList.encode([before]), first);
+  // The same records again (in a new array): the same bytes, not encoded or copied again.
+  assert.equal(containerList.encode([before]), first);
   assert.equal(before.state, 'exited');
   const after: ContainerRecord = { ...before, state: 'running', createdAt: 99n };
   const updated = ListContainersResponse.decode(containerList.encode([after, before]));
@@ -95,6 +96,9 @@ test('an updated record (a new object) is encoded anew; the old one keeps its by
   assert.deepEqual(updated.containers[0], toCriContainer(after));
   assert.deepEqual(updated.containers[1], toCriContainer(before));
   assert.notDeepEqual(updated.containers[0], updated.containers[1]);
+  // Same length, one record replaced: a new list.
+  assert.deepEqual(ListContainersResponse.decode(containerList.encode([after])).containers, [toCriContainer(after)]);
+  assert.deepEqual(ListContainersResponse.decode(containerList.encode([before])).containers, [toCriContainer(before)]);
 });
 
 test('the wrapped definition passes encoded bytes through and still encodes messages', () => {
