@@ -52,6 +52,8 @@ export async function startDaemon(config: DaemonConfig, registrations: readonly 
   const server = new Server({
     'grpc.max_receive_message_length': config.grpc.max_recv_message_size,
     'grpc.max_send_message_length': config.grpc.max_send_message_size,
+    // Nothing serves channelz; its per-call and per-connection bookkeeping only costs time.
+    'grpc.enable_channelz': 0,
   });
   for (const [id, plugin] of registry.getAll<GrpcServicePlugin>(PluginType.GRPC)) {
     plugin.register(server);
