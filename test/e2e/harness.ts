@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { unmountAllUnder } from '../../src/core/mountinfo.js';
 import { ImageServiceClient, RuntimeServiceClient } from '../../src/generated/api.js';
 
 /** dist/src/cmd/berthd.js, from dist/test/e2e/harness.js. */
@@ -125,6 +126,8 @@ export async function startBerthd(options: BerthdOptions = {}): Promise<Berthd> 
     stop,
     async dispose() {
       await stop();
+      // Never let rm walk into a mount (a container rootfs, a bind of a host dir): unmount first.
+      await unmountAllUnder(dir);
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -137,7 +140,9 @@ export async function startBerthd(options: BerthdOptions = {}): Promise<Berthd> 
         }),
       ]);
     } catch (err) {
-      await handle.dispose();
+      // A dir the caller handed in (a restart over earlier state) stays theirs to dispose of.
+      if (options.dir === undefined) await handle.dispose();
+      else await stop();
       throw err;
     }
   }
