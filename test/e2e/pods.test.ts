@@ -31,6 +31,7 @@ import {
 import { busyboxImage, pauseImage, pushImage, startRegistry, type RegistryHandle } from '../fixtures/index.js';
 import { call, startBerthd, waitFor, type Berthd } from './harness.js';
 import { assertNoLeaks, findLeaks } from './leaks.js';
+import { cniNatRules, dropNewCniNatChains } from '../fixtures/iptables.js';
 
 const sh = promisify(execFile);
 
@@ -54,6 +55,9 @@ type TestNetwork = ReturnType<typeof testNetwork>;
  * network, then `extra` (registry, temp dirs). Every step runs; the first
  * error is thrown at the end.
  */
+/** CNI nat rules before any pod of this file ran: portmap's shared chains it adds are removed at teardown. */
+const natRulesAtStart = await cniNatRules();
+
 async function teardown(d: Berthd | undefined, net: TestNetwork, ...extra: Array<() => Promise<unknown> | undefined>): Promise<void> {
   const errors: unknown[] = [];
   const step = async (fn: () => Promise<unknown> | undefined): Promise<void> => {
@@ -73,6 +77,7 @@ async function teardown(d: Berthd | undefined, net: TestNetwork, ...extra: Array
   }
   await step(() => sh('ip', ['link', 'del', net.bridge]).catch(() => undefined));
   await step(() => rm(join('/var/lib/cni/networks', net.name), { recursive: true, force: true }));
+  await step(() => dropNewCniNatChains(natRulesAtStart));
   for (const fn of extra) await step(fn);
   if (errors.length > 0) throw errors[0];
 }

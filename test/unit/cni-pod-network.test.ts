@@ -26,6 +26,7 @@ import {
 import { BerthError } from '../../src/core/errors.js';
 import { listMountPoints } from '../../src/core/mountinfo.js';
 import { network, rand, SYSTEM_BIN } from './cni-helpers.js';
+import { cniNatRules, dropNewCniNatChains } from '../fixtures/iptables.js';
 
 const run = promisify(execFile);
 const log = pino({ level: 'silent' });
@@ -54,12 +55,6 @@ async function succeeds(cmd: string, args: string[]): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Lines of `iptables -t nat -S` that mention CNI chains. */
-async function cniNatRules(): Promise<string[]> {
-  const { stdout } = await run('iptables', ['-t', 'nat', '-S']);
-  return stdout.split('\n').filter((l) => l.includes('CNI-'));
 }
 
 /** IPs host-local has allocated in a data dir (its files named by IP). */
@@ -202,17 +197,7 @@ describe('PodNetwork with real plugins in pinned namespaces', () => {
     await netns.close();
     for (const b of bridges) await run('ip', ['link', 'del', b]).catch(() => {});
     // portmap's shared top-level chains: drop them if this suite made them and no pod uses them.
-    const rules = await cniNatRules();
-    const fresh = rules.filter((r) => !natBefore.includes(r));
-    if (fresh.length > 0 && !rules.some((r) => /-j CNI-DN-/.test(r))) {
-      for (const rule of fresh.filter((r) => r.startsWith('-A '))) {
-        // The rule as iptables printed it, shell-quoted comments included.
-        await run('sh', ['-c', `iptables -t nat ${rule.replace(/^-A /, '-D ')}`]).catch(() => {});
-      }
-      for (const rule of fresh.filter((r) => r.startsWith('-N '))) {
-        await run('iptables', ['-t', 'nat', '-X', rule.slice(3)]).catch(() => {});
-      }
-    }
+    await dropNewCniNatChains(natBefore);
     await writeFile(IP_FORWARD, ipForwardBefore);
     await rm(tmp, { recursive: true, force: true });
     assert.deepEqual((await listMountPoints()).filter((p) => p.startsWith(tmp)), [], 'no netns mounts left');
