@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { BerthError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { mountsUnder } from '../mountinfo.js';
-import { diskUsage } from './du.js';
+import { diskUsage } from '../disk-usage.js';
 import { notFound, SnapshotStore, toInfo, type MetadataDb, type SnapshotRow } from './store.js';
 import type { FsInfo, Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './types.js';
 
